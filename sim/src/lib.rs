@@ -1,0 +1,2 @@
+//! # joyride-sim — deterministic simulator (virtual clock, seeded links, pcap)
+#![forbid(unsafe_code)]

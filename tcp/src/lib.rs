@@ -1,0 +1,4 @@
+//! # joyride-tcp — the TCP engine (sans-IO)
+//!
+//! Layer: above `joyride-ip`. No clock (time arrives as `now`), no OS, `#![forbid(unsafe_code)]`.
+#![forbid(unsafe_code)]
