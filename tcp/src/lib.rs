@@ -2,3 +2,5 @@
 //!
 //! Layer: above `joyride-ip`. No clock (time arrives as `now`), no OS, `#![forbid(unsafe_code)]`.
 #![forbid(unsafe_code)]
+
+pub mod seq;
