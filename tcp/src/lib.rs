@@ -4,3 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod seq;
+pub mod assembler;
+pub mod buffer;
