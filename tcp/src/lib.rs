@@ -6,3 +6,4 @@
 pub mod seq;
 pub mod assembler;
 pub mod buffer;
+pub mod rtt;
