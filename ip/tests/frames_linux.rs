@@ -33,13 +33,11 @@ use joyride_ip::udp::{UdpPacket, UdpRepr};
 use joyride_ip::{Checksum, Error, Ipv4Addr};
 
 /// ARP request, who-has 10.77.0.2 tell 10.77.0.1 (broadcast). 42 bytes.
-const ARP_REQUEST: &str = concat!(
-    "ffffffffffff1e9a2dc999b6080600010800060400011e9a2dc999b60a4d00010000000000000a4d0002",
-);
+const ARP_REQUEST: &str =
+    "ffffffffffff1e9a2dc999b6080600010800060400011e9a2dc999b60a4d00010000000000000a4d0002";
 /// ARP reply, 10.77.0.2 is-at 42:ba:00:08:df:98. 42 bytes.
-const ARP_REPLY: &str = concat!(
-    "1e9a2dc999b642ba0008df980806000108000604000242ba0008df980a4d00021e9a2dc999b60a4d0001",
-);
+const ARP_REPLY: &str =
+    "1e9a2dc999b642ba0008df980806000108000604000242ba0008df980a4d00021e9a2dc999b60a4d0001";
 /// `ping -c 1`: ICMP echo request, id 3381 seq 1, 56 data bytes; IPv4 id 60492, DF. 98 bytes.
 const ECHO_REQUEST: &str = concat!(
     "42ba0008df981e9a2dc999b6080045000054ec4c4000400139c00a4d00010a4d00020800327a0d35000114b4066b0000",
@@ -142,7 +140,7 @@ const IP1: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const IP2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 
 fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0);
+    assert_eq!(s.len() % 2, 0, "odd hex length");
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
