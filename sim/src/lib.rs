@@ -13,6 +13,7 @@ pub mod clock;
 pub mod link;
 pub mod packetdrill;
 pub mod pcap;
+pub mod wire;
 
 pub use clock::Clock;
 pub use link::{Link, LinkConfig, LinkStats};
