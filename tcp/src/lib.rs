@@ -7,3 +7,4 @@ pub mod seq;
 pub mod assembler;
 pub mod buffer;
 pub mod rtt;
+pub mod cc;
