@@ -8,3 +8,4 @@ pub mod assembler;
 pub mod buffer;
 pub mod rtt;
 pub mod cc;
+pub mod sack;
