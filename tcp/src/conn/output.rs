@@ -1,0 +1,451 @@
+//! Segment departure and timers: SYN/SYN-ACK, data (Nagle, cork, SWS avoidance), FIN,
+//! retransmission (RTO, fast retransmit, SACK holes), ACKs (delayed, SACK/D-SACK), window
+//! updates, persist and keepalive probes.
+
+use joyride_base::Instant;
+use joyride_ip::tcp::{SackBlock, TcpFlags, TcpOptions, TcpRepr};
+
+use super::tcb::our_mss;
+use super::{Conn, ConnState, Ctl, Tcb};
+use crate::buffer::{RecvBuffer, SendBuffer};
+use crate::config::TcpConfig;
+use crate::error::TcpError;
+use crate::seq::SeqNum;
+
+/// What a poll hands to the caller.
+pub(crate) type Emit<'e> = dyn FnMut(&TcpRepr<'_>) + 'e;
+
+/// The window field for `rcv` under shift `ws` (RFC 7323 §2.3), never moving the right edge
+/// left of `rcv_adv` (RFC 9293 §3.8.6.2.1 "shrinking the window ... strongly discouraged").
+fn window_field(t: &Tcb, rcv: &RecvBuffer) -> (u16, SeqNum) {
+    let max = 65_535u32 << t.rcv_wscale;
+    let mut wnd = (rcv.window() as u32).min(max);
+    let edge = t.rcv_adv.distance(t.rcv_nxt);
+    if t.rcv_adv.after(t.rcv_nxt) && edge > wnd && edge <= max {
+        wnd = edge;
+    }
+    // Round up so the advertised edge is not left of the promise; the buffer has the room
+    // because the promise was made from it.
+    let field = wnd.div_ceil(1 << t.rcv_wscale).min(65_535);
+    let field = if (field << t.rcv_wscale) > (rcv.window() as u32).max(edge) {
+        wnd >> t.rcv_wscale
+    } else {
+        field
+    };
+    (field as u16, t.rcv_nxt + (field << t.rcv_wscale))
+}
+
+/// Options for a non-SYN segment: timestamps and SACK/D-SACK blocks.
+fn seg_options(t: &Tcb, rcv: &RecvBuffer, ts_val: u32) -> TcpOptions {
+    let mut o = TcpOptions::default();
+    if t.ts_ok {
+        o.timestamps = Some((ts_val, t.ts_recent));
+    }
+    if t.sack_ok {
+        let max = if t.ts_ok { 3 } else { 4 };
+        let mut n = 0usize;
+        if let Some((l, r)) = t.dsack {
+            // RFC 2883 §4: the D-SACK block goes first.
+            o.sack_blocks[0] = SackBlock { left: l.get(), right: r.get() };
+            n = 1;
+        }
+        for (off, len) in rcv.assembler().sack_blocks(max - n) {
+            if n >= max {
+                break;
+            }
+            let l = t.rcv_nxt + off;
+            o.sack_blocks[n] = SackBlock { left: l.get(), right: (l + len).get() };
+            n += 1;
+        }
+        o.sack_len = n as u8;
+    }
+    o
+}
+
+impl Tcb {
+    /// Bookkeeping after any segment carrying our ACK went out.
+    fn after_ack_sent(&mut self, edge: SeqNum) {
+        self.ack_now = false;
+        self.delack_at = None;
+        self.unacked_segs = 0;
+        self.window_update = false;
+        self.dsack = None;
+        self.last_ack_sent = self.rcv_nxt;
+        if edge.after(self.rcv_adv) {
+            self.rcv_adv = edge;
+        }
+        self.segs_out += 1;
+    }
+}
+
+/// Build and emit one segment of a synchronized connection, payload borrowed from `snd` (or
+/// copied into `scratch` when it wraps the ring).
+#[allow(clippy::too_many_arguments)]
+fn emit_seg(
+    t: &mut Tcb,
+    snd: &SendBuffer,
+    rcv: &RecvBuffer,
+    ports: (u16, u16),
+    ts_val: u32,
+    seq: SeqNum,
+    off: usize,
+    len: usize,
+    mut flags: TcpFlags,
+    scratch: &mut [u8],
+    emit: &mut Emit<'_>,
+) {
+    let (a, b) = snd.peek_at(off, len);
+    let payload: &[u8] = if b.is_empty() {
+        a
+    } else {
+        let n = snd.copy_at(off, &mut scratch[..len]);
+        &scratch[..n]
+    };
+    if !payload.is_empty() && off + payload.len() == snd.len() {
+        flags |= TcpFlags::PSH;
+    }
+    let (window, edge) = window_field(t, rcv);
+    let seg = TcpRepr {
+        src_port: ports.0,
+        dst_port: ports.1,
+        seq: seq.get(),
+        ack: t.rcv_nxt.get(),
+        flags: flags | TcpFlags::ACK,
+        window,
+        urgent: 0,
+        options: seg_options(t, rcv, ts_val),
+        payload,
+    };
+    emit(&seg);
+    t.after_ack_sent(edge);
+}
+
+impl Conn {
+    /// Emit everything due at `now`.
+    pub(crate) fn poll(
+        &mut self,
+        now: Instant,
+        cfg: &TcpConfig,
+        ctl: &mut Ctl,
+        scratch: &mut [u8],
+        emit: &mut Emit<'_>,
+    ) {
+        let _ = ctl;
+        let ts_val = self.ts_val(now);
+        let ports = (self.local.port(), self.remote.port());
+        match &mut self.state {
+            ConnState::SynSent(ss) => {
+                if now < ss.due {
+                    return;
+                }
+                if ss.tries > cfg.syn_retries {
+                    self.die(Some(TcpError::TimedOut));
+                    return;
+                }
+                let mut o =
+                    TcpOptions { mss: Some(our_mss(cfg, &self.opts)), ..Default::default() };
+                o.window_scale = cfg.window_scale;
+                o.sack_permitted = cfg.sack;
+                if cfg.timestamps {
+                    o.timestamps = Some((ts_val, 0));
+                }
+                let seg = TcpRepr {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                    seq: ss.iss.get(),
+                    ack: 0,
+                    flags: TcpFlags::SYN,
+                    // RFC 7323 §2.2: the SYN's window is never scaled.
+                    window: self.rcv.window().min(65_535) as u16,
+                    urgent: 0,
+                    options: o,
+                    payload: &[],
+                };
+                emit(&seg);
+                ss.first_sent.get_or_insert(now);
+                // RFC 6298 §5.5 backoff for SYN retransmissions.
+                let rto = cfg.initial_rto.saturating_mul(1 << ss.tries.min(16)).min(cfg.max_rto);
+                ss.tries += 1;
+                ss.due = now + rto;
+            }
+            ConnState::TimeWait(tw) => {
+                if tw.ack_now {
+                    tw.ack_now = false;
+                    let mut o = TcpOptions::default();
+                    if let Some(ecr) = tw.ts {
+                        o.timestamps = Some((ts_val, ecr));
+                    }
+                    let wnd = (self.rcv.window() as u32 >> tw.rcv_wscale).min(65_535) as u16;
+                    emit(&TcpRepr {
+                        src_port: ports.0,
+                        dst_port: ports.1,
+                        seq: tw.snd_nxt.get(),
+                        ack: tw.rcv_nxt.get(),
+                        flags: TcpFlags::ACK,
+                        window: wnd,
+                        urgent: 0,
+                        options: o,
+                        payload: &[],
+                    });
+                }
+                if now >= tw.expires {
+                    self.state = ConnState::Closed;
+                }
+            }
+            ConnState::Closed => {}
+            _ => self.poll_synced(now, cfg, ts_val, scratch, emit),
+        }
+    }
+
+    fn poll_synced(
+        &mut self,
+        now: Instant,
+        cfg: &TcpConfig,
+        ts_val: u32,
+        scratch: &mut [u8],
+        emit: &mut Emit<'_>,
+    ) {
+        let ports = (self.local.port(), self.remote.port());
+        let synrcvd = matches!(self.state, ConnState::SynRcvd(_));
+        let can_send_data = matches!(
+            self.state,
+            ConnState::Established(_)
+                | ConnState::CloseWait(_)
+                | ConnState::FinWait1(_)
+                | ConnState::Closing(_)
+                | ConnState::LastAck(_)
+        );
+        let keepalive_state =
+            matches!(self.state, ConnState::Established(_) | ConnState::CloseWait(_));
+        let (opts, last_rx) = (self.opts, self.last_rx);
+        let Conn { state, snd, rcv, .. } = self;
+        let Some(t) = state.tcb_mut() else { return };
+
+        // SYN-RECEIVED: (re)send the SYN-ACK.
+        if synrcvd && t.syn_unacked {
+            if t.rto_at.is_some_and(|d| d <= now) {
+                if t.retries > cfg.synack_retries {
+                    self.die(None);
+                    return;
+                }
+                let mut o = TcpOptions { mss: Some(t.adv_mss), ..Default::default() };
+                if t.ws_ok {
+                    o.window_scale = Some(t.rcv_wscale);
+                }
+                o.sack_permitted = t.sack_ok;
+                if t.ts_ok {
+                    o.timestamps = Some((ts_val, t.ts_recent));
+                }
+                emit(&TcpRepr {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                    seq: t.iss.get(),
+                    ack: t.rcv_nxt.get(),
+                    flags: TcpFlags::SYN | TcpFlags::ACK,
+                    window: rcv.window().min(65_535) as u16,
+                    urgent: 0,
+                    options: o,
+                    payload: &[],
+                });
+                t.after_ack_sent(t.rcv_nxt + rcv.window().min(65_535) as u32);
+                if t.retries > 0 {
+                    t.total_retrans += 1;
+                    t.rtt.backoff();
+                }
+                t.retries += 1;
+                t.snd_nxt = t.iss + 1;
+                t.snd_max = t.iss + 1;
+                t.rto_at = Some(now + t.rtt.rto());
+            }
+            if t.ack_now {
+                let (a, b) = (t.snd_nxt, 0);
+                emit_seg(t, snd, rcv, ports, ts_val, a, b, 0, TcpFlags::empty(), scratch, emit);
+            }
+            return;
+        }
+
+        // Retransmission timeout (RFC 6298 §5.4–5.6).
+        if t.rto_at.is_some_and(|d| d <= now) {
+            let user_to = opts.user_timeout > core::time::Duration::ZERO
+                && t.unacked_since.is_some_and(|s| now - s >= opts.user_timeout);
+            if t.retries >= cfg.max_retries || user_to {
+                self.die(Some(TcpError::TimedOut));
+                return;
+            }
+            t.retries += 1;
+            t.rtt.backoff();
+            let flight = t.flight();
+            if t.snd_una != t.snd_max {
+                t.cc.on_rto(flight, u32::from(t.mss));
+            }
+            // Go back N: resend from SND.UNA; the scoreboard is discarded (RFC 6675 §5.1).
+            t.snd_nxt = t.snd_una;
+            t.recover = None;
+            t.dupacks = 0;
+            t.sack_len = 0;
+            t.timed = None;
+            t.rto_at = Some(now + t.rtt.rto());
+            if t.unacked_since.is_none() {
+                t.unacked_since = Some(now);
+            }
+        }
+        if t.delack_at.is_some_and(|d| d <= now) {
+            t.delack_at = None;
+            t.ack_now = true;
+        }
+        let mss = usize::from(t.mss.max(1));
+        let base = t.data_base();
+
+        // Fast retransmit / recovery (RFC 5681 §3.2, RFC 6582, RFC 6675 §5).
+        if t.rexmit_now && can_send_data {
+            t.rexmit_now = false;
+            let from =
+                if t.sack_ok && t.sack_len > 0 { t.high_rxt.max(t.snd_una) } else { t.snd_una };
+            let hole = if t.sack_ok && t.sack_len > 0 {
+                t.next_hole(from)
+            } else {
+                Some((t.snd_una, mss as u32))
+            };
+            if let Some((s, hlen)) = hole {
+                let off = s.distance(base) as usize;
+                let len = (hlen as usize).min(mss).min(snd.len().saturating_sub(off));
+                let fin = t.fin_seq.is_some_and(|f| f == s + len as u32);
+                if len > 0 || fin {
+                    let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
+                    emit_seg(t, snd, rcv, ports, ts_val, s, off, len, flags, scratch, emit);
+                    t.total_retrans += 1;
+                    t.high_rxt = s + len as u32 + u32::from(fin);
+                    if t.rto_at.is_none() {
+                        t.rto_at = Some(now + t.rtt.rto());
+                    }
+                }
+            }
+        }
+
+        // New data (and go-back-N retransmission after an RTO).
+        while can_send_data {
+            let off = t.snd_nxt.distance(base) as usize;
+            let unsent = snd.len().saturating_sub(off);
+            let fin_pending = t.fin_seq.is_some_and(|f| !t.snd_nxt.after(f));
+            // RFC 3042 limited transmit: one extra segment per each of the first two dupacks.
+            let lt = if t.recover.is_none() && t.dupacks > 0 && t.dupacks < 3 {
+                t.dupacks * t.mss as u32
+            } else {
+                0
+            };
+            let in_flight = if t.recover.is_some() && t.sack_ok {
+                t.pipe()
+            } else {
+                t.snd_nxt.distance(t.snd_una)
+            };
+            let wnd = t.snd_wnd.min(t.cc.cwnd.saturating_add(lt));
+            let room = wnd.saturating_sub(in_flight) as usize;
+            let room = if t.snd_wnd == 0 { 0 } else { room };
+            let len = unsent.min(room).min(mss);
+            let fin = fin_pending && t.fin_seq == Some(t.snd_nxt + len as u32);
+            if len == 0 && !fin {
+                break;
+            }
+            if len == 0 && fin && t.snd_wnd == 0 && unsent > 0 {
+                break;
+            }
+            if len < mss && !fin {
+                let retransmission = t.snd_nxt.before(t.snd_max);
+                if len < unsent {
+                    // RFC 9293 §3.8.6.2.1 sender SWS avoidance: a window-limited partial
+                    // segment only if it is at least half the largest window seen.
+                    if !retransmission && (len as u32) < t.max_snd_wnd / 2 {
+                        break;
+                    }
+                } else if !retransmission {
+                    // RFC 9293 §3.7.4 Nagle: hold a partial segment while data is in flight;
+                    // TCP_CORK holds it regardless.
+                    if opts.cork || (!opts.nodelay && t.snd_nxt != t.snd_una) {
+                        break;
+                    }
+                }
+            }
+            let seq = t.snd_nxt;
+            let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
+            emit_seg(t, snd, rcv, ports, ts_val, seq, off, len, flags, scratch, emit);
+            let seq_len = len as u32 + u32::from(fin);
+            if seq.before(t.snd_max) {
+                t.total_retrans += 1;
+                t.timed = None;
+            } else {
+                t.bytes_sent += len as u64;
+                if t.timed.is_none() && !t.ts_ok {
+                    t.timed = Some((seq, now));
+                }
+            }
+            t.snd_nxt = seq + seq_len;
+            if t.snd_nxt.after(t.snd_max) {
+                t.snd_max = t.snd_nxt;
+            }
+            if t.rto_at.is_none() {
+                t.rto_at = Some(now + t.rtt.rto());
+                t.unacked_since.get_or_insert(now);
+            }
+            if fin {
+                break;
+            }
+        }
+
+        // Persist timer (RFC 9293 §3.8.6.1): probe a zero window with one byte.
+        let off = t.snd_nxt.distance(base) as usize;
+        let unsent = snd.len().saturating_sub(off);
+        if can_send_data && t.snd_wnd == 0 && unsent > 0 && t.snd_una == t.snd_max {
+            match t.persist_at {
+                None => t.persist_at = Some(now + t.rtt.rto()),
+                Some(d) if d <= now => {
+                    let seq = t.snd_nxt;
+                    emit_seg(
+                        t,
+                        snd,
+                        rcv,
+                        ports,
+                        ts_val,
+                        seq,
+                        off,
+                        1,
+                        TcpFlags::empty(),
+                        scratch,
+                        emit,
+                    );
+                    t.snd_nxt = seq + 1;
+                    t.snd_max = t.snd_nxt;
+                    t.rto_at = Some(now + t.rtt.rto());
+                    t.persist_at = None;
+                }
+                Some(_) => {}
+            }
+        } else {
+            t.persist_at = None;
+        }
+
+        // Keepalive (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6): probe <SEQ=SND.UNA-1> when idle.
+        if opts.keepalive && keepalive_state && t.snd_una == t.snd_max && unsent == 0 {
+            let due = last_rx + opts.keep_idle + opts.keep_intvl * t.keep_probes;
+            if due <= now {
+                if t.keep_probes >= opts.keep_cnt {
+                    self.die(Some(TcpError::TimedOut));
+                    return;
+                }
+                t.keep_probes += 1;
+                let seq = t.snd_una - 1;
+                emit_seg(t, snd, rcv, ports, ts_val, seq, 0, 0, TcpFlags::empty(), scratch, emit);
+                t.keep_at = Some(now + opts.keep_intvl);
+            } else {
+                t.keep_at = Some(due);
+            }
+        } else {
+            t.keep_at = None;
+        }
+
+        // A pure ACK or window update.
+        if t.ack_now || t.window_update {
+            let seq = t.snd_nxt;
+            emit_seg(t, snd, rcv, ports, ts_val, seq, 0, 0, TcpFlags::empty(), scratch, emit);
+        }
+    }
+}

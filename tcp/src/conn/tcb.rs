@@ -1,0 +1,468 @@
+//! The transmission control block of the synchronized states (RFC 9293 §3.3.1 variables),
+//! option negotiation and congestion state.
+
+use core::time::Duration;
+
+use joyride_base::Instant;
+use joyride_ip::tcp::TcpRepr;
+
+use super::{Conn, ConnOpts};
+use crate::buffer::SendBuffer;
+use crate::config::TcpConfig;
+use crate::rtt::{RttConfig, RttEstimator};
+use crate::seq::SeqNum;
+use crate::socket_types::TcpInfo;
+
+/// RFC 9293 §3.7.1: the MSS assumed when the peer sends none.
+const DEFAULT_MSS: u16 = 536;
+/// RFC 7323 §2.3: the largest shift.
+const MAX_WSCALE: u8 = 14;
+/// At most this many peer SACK blocks are remembered (RFC 6675 scoreboard, simplified).
+pub(crate) const SACK_SLOTS: usize = 8;
+
+/// Congestion state: RFC 5681 slow start / congestion avoidance with RFC 6582 NewReno
+/// recovery (a local stand-in until `cc/` lands).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cc {
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    /// Bytes acknowledged in congestion avoidance since the last cwnd increase.
+    acc: u32,
+}
+
+impl Cc {
+    fn new(mss: u32, iw: u32) -> Self {
+        // RFC 6928 §2: IW = min(10*MSS, max(2*MSS, 14600)).
+        let iw = (iw * mss).min((2 * mss).max(14_600)).max(mss);
+        Cc { cwnd: iw, ssthresh: u32::MAX, acc: 0 }
+    }
+
+    /// RFC 5681 §3.1: growth on an ACK of `acked` new bytes.
+    pub(crate) fn on_ack(&mut self, acked: u32, mss: u32) {
+        if self.cwnd < self.ssthresh {
+            // Slow start: cwnd += min(N, SMSS) (RFC 5681 eq. 2; ABC limit L = 1 SMSS... 2).
+            self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
+        } else {
+            // Congestion avoidance: about one SMSS per RTT (RFC 5681 eq. 3, byte counting).
+            self.acc = self.acc.saturating_add(acked);
+            if self.acc >= self.cwnd {
+                self.acc -= self.cwnd;
+                self.cwnd = self.cwnd.saturating_add(mss);
+            }
+        }
+    }
+
+    /// RFC 5681 eq. 4 on entering fast recovery: ssthresh = max(FlightSize/2, 2*SMSS).
+    pub(crate) fn on_loss(&mut self, flight: u32, mss: u32) {
+        self.ssthresh = (flight / 2).max(2 * mss);
+        self.cwnd = self.ssthresh + 3 * mss;
+        self.acc = 0;
+    }
+
+    /// RFC 6582 §3.2 step 3: on the full ACK, deflate to ssthresh.
+    pub(crate) fn on_recovery_exit(&mut self, flight: u32, mss: u32) {
+        self.cwnd = self.ssthresh.min(flight.max(mss) + mss);
+    }
+
+    /// RFC 5681 §3.1 eq. 4 and "LW": on an RTO, ssthresh = max(FlightSize/2, 2*SMSS), cwnd = 1
+    /// SMSS.
+    pub(crate) fn on_rto(&mut self, flight: u32, mss: u32) {
+        self.ssthresh = (flight / 2).max(2 * mss);
+        self.cwnd = mss;
+        self.acc = 0;
+    }
+}
+
+/// The control block of every synchronized state (and SYN-RECEIVED).
+#[derive(Clone, Debug)]
+pub(crate) struct Tcb {
+    pub iss: SeqNum,
+    pub irs: SeqNum,
+    // --- send sequence space (RFC 9293 §3.3.1) ---
+    pub snd_una: SeqNum,
+    pub snd_nxt: SeqNum,
+    /// Highest sequence number sent + 1 (snd_nxt can be rewound by an RTO).
+    pub snd_max: SeqNum,
+    /// Peer's window in bytes (already scaled).
+    pub snd_wnd: u32,
+    pub snd_wl1: SeqNum,
+    pub snd_wl2: SeqNum,
+    /// Largest window the peer ever offered (RFC 5961 §5 MAX.SND.WND).
+    pub max_snd_wnd: u32,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    /// Window scaling was negotiated (RFC 7323 §2.2: both SYNs carried the option).
+    pub ws_ok: bool,
+    // --- receive sequence space ---
+    pub rcv_nxt: SeqNum,
+    /// Right edge of the window we last advertised (never moved left, RFC 9293 §3.8.6.2.1).
+    pub rcv_adv: SeqNum,
+    /// Our FIN from the peer's side: the FIN's sequence number once it was seen out of order.
+    pub peer_fin_at: Option<SeqNum>,
+    // --- negotiated options ---
+    /// Payload bytes per full segment we send (peer MSS, clamped, minus option overhead).
+    pub mss: u16,
+    /// The MSS we advertised.
+    pub adv_mss: u16,
+    pub ts_ok: bool,
+    pub ts_recent: u32,
+    pub last_ack_sent: SeqNum,
+    pub sack_ok: bool,
+    // --- our SYN (SYN-RECEIVED / simultaneous open) and FIN ---
+    /// Our SYN (in a SYN-ACK) is not yet acknowledged.
+    pub syn_unacked: bool,
+    /// Sequence number of our FIN once the application shut down writing.
+    pub fin_seq: Option<SeqNum>,
+    // --- loss recovery ---
+    pub rtt: RttEstimator,
+    /// RTT timing of one segment (Karn: cleared when anything is retransmitted).
+    pub timed: Option<(SeqNum, Instant)>,
+    pub cc: Cc,
+    pub dupacks: u32,
+    /// In fast recovery until SND.UNA passes this (RFC 6582 "recover").
+    pub recover: Option<SeqNum>,
+    /// Retransmit the segment at SND.UNA (or the next SACK hole) at the next poll.
+    pub rexmit_now: bool,
+    /// RFC 6675 HighRxt: everything below was retransmitted in this recovery.
+    pub high_rxt: SeqNum,
+    /// Peer's SACK blocks above SND.UNA (scoreboard), `sack_len` valid, sorted by left edge.
+    pub sacked: [(SeqNum, SeqNum); SACK_SLOTS],
+    pub sack_len: usize,
+    pub rto_at: Option<Instant>,
+    /// Consecutive retransmission timeouts.
+    pub retries: u32,
+    /// When the oldest unacknowledged data was first sent (TCP_USER_TIMEOUT).
+    pub unacked_since: Option<Instant>,
+    // --- receive-side ACK policy ---
+    pub ack_now: bool,
+    pub delack_at: Option<Instant>,
+    /// Full-sized segments received since the last ACK.
+    pub unacked_segs: u32,
+    /// RFC 2883 D-SACK block to report once.
+    pub dsack: Option<(SeqNum, SeqNum)>,
+    /// A window update is due because the application read data.
+    pub window_update: bool,
+    // --- persist and keepalive ---
+    pub persist_at: Option<Instant>,
+    pub persist_backoff: u32,
+    pub keep_probes: u32,
+    pub keep_at: Option<Instant>,
+    // --- statistics ---
+    pub total_retrans: u64,
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub segs_out: u64,
+    pub segs_in: u64,
+}
+
+fn rtt_config(cfg: &TcpConfig) -> RttConfig {
+    RttConfig {
+        min_rto: cfg.min_rto,
+        max_rto: cfg.max_rto,
+        initial_rto: cfg.initial_rto,
+        granularity: Duration::from_millis(1),
+    }
+}
+
+/// The MSS we announce: the configured one, clamped by `TCP_MAXSEG`.
+pub(crate) fn our_mss(cfg: &TcpConfig, opts: &ConnOpts) -> u16 {
+    if opts.max_seg != 0 {
+        opts.max_seg.min(cfg.mss).max(cfg.min_mss)
+    } else {
+        cfg.mss
+    }
+}
+
+impl Tcb {
+    /// A block for the options both SYNs agreed on.
+    #[allow(clippy::too_many_arguments)]
+    fn negotiated(
+        now: Instant,
+        cfg: &TcpConfig,
+        opts: &ConnOpts,
+        iss: SeqNum,
+        syn: &TcpRepr<'_>,
+        we_offered_ts: bool,
+        we_offered_sack: bool,
+        our_wscale: Option<u8>,
+    ) -> Tcb {
+        let _ = now;
+        let irs = SeqNum::new(syn.seq);
+        let o = &syn.options;
+        // RFC 7323 §2.2: scaling is on only if both sides sent the option.
+        let (snd_wscale, rcv_wscale, ws_ok) = match (o.window_scale, our_wscale) {
+            (Some(theirs), Some(ours)) => (theirs.min(MAX_WSCALE), ours.min(MAX_WSCALE), true),
+            _ => (0, 0, false),
+        };
+        let ts_ok = we_offered_ts && o.timestamps.is_some();
+        let sack_ok = we_offered_sack && o.sack_permitted;
+        let adv_mss = our_mss(cfg, opts);
+        // RFC 9293 §3.7.1: send MSS = min(peer's MSS, ours), and RFC 6691: the MSS excludes
+        // options, so the timestamp option's 12 bytes come out of each segment.
+        let peer_mss = o.mss.unwrap_or(DEFAULT_MSS).max(cfg.min_mss);
+        let mut mss = peer_mss.min(adv_mss);
+        if ts_ok {
+            mss = mss.saturating_sub(12).max(cfg.min_mss);
+        }
+        let rcv_nxt = irs + 1;
+        Tcb {
+            iss,
+            irs,
+            snd_una: iss,
+            snd_nxt: iss + 1,
+            snd_max: iss + 1,
+            // RFC 7323 §2.2: the window of a SYN is never scaled.
+            snd_wnd: u32::from(syn.window),
+            snd_wl1: irs,
+            snd_wl2: iss,
+            max_snd_wnd: u32::from(syn.window),
+            snd_wscale,
+            rcv_wscale,
+            ws_ok,
+            rcv_nxt,
+            rcv_adv: rcv_nxt,
+            peer_fin_at: None,
+            mss,
+            adv_mss,
+            ts_ok,
+            ts_recent: o.timestamps.map_or(0, |t| t.0),
+            last_ack_sent: rcv_nxt,
+            sack_ok,
+            syn_unacked: false,
+            fin_seq: None,
+            rtt: RttEstimator::new(rtt_config(cfg)),
+            timed: None,
+            cc: Cc::new(u32::from(mss), cfg.initial_window),
+            dupacks: 0,
+            recover: None,
+            rexmit_now: false,
+            high_rxt: iss,
+            sacked: [(iss, iss); SACK_SLOTS],
+            sack_len: 0,
+            rto_at: None,
+            retries: 0,
+            unacked_since: None,
+            ack_now: false,
+            delack_at: None,
+            unacked_segs: 0,
+            dsack: None,
+            window_update: false,
+            persist_at: None,
+            persist_backoff: 0,
+            keep_probes: 0,
+            keep_at: None,
+            total_retrans: 0,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+            segs_out: 0,
+            segs_in: 1,
+        }
+    }
+
+    /// Passive open: the block for a received SYN (we answer with the options it offered).
+    pub(crate) fn from_syn(
+        now: Instant,
+        cfg: &TcpConfig,
+        opts: &ConnOpts,
+        iss: SeqNum,
+        syn: &TcpRepr<'_>,
+        rcv_cap: usize,
+        ts_offset: u32,
+    ) -> Tcb {
+        let _ = (rcv_cap, ts_offset);
+        let mut t =
+            Tcb::negotiated(now, cfg, opts, iss, syn, cfg.timestamps, cfg.sack, cfg.window_scale);
+        // SND.NXT stays at ISS until the SYN-ACK is actually sent.
+        t.snd_nxt = iss;
+        t.snd_max = iss;
+        t
+    }
+
+    /// Active open: the block for the SYN-ACK (or, in a simultaneous open, the SYN) answering
+    /// our SYN.
+    pub(crate) fn from_synack(
+        now: Instant,
+        cfg: &TcpConfig,
+        opts: &ConnOpts,
+        iss: SeqNum,
+        seg: &TcpRepr<'_>,
+    ) -> Tcb {
+        Tcb::negotiated(now, cfg, opts, iss, seg, cfg.timestamps, cfg.sack, cfg.window_scale)
+    }
+
+    /// The sequence number of buffer offset 0 (the first unacknowledged data byte).
+    pub(crate) fn data_base(&self) -> SeqNum {
+        if self.syn_unacked || self.snd_una == self.iss {
+            self.iss + 1
+        } else {
+            self.snd_una
+        }
+    }
+
+    /// Bytes in flight (sent, not acknowledged), in sequence space.
+    pub(crate) fn flight(&self) -> u32 {
+        self.snd_max.distance(self.snd_una)
+    }
+
+    /// Queue our FIN after all data now in `snd` (RFC 9293 §3.10.4 CLOSE).
+    pub(crate) fn set_fin(&mut self, snd: &SendBuffer) {
+        if self.fin_seq.is_none() {
+            self.fin_seq = Some(self.data_base() + snd.len() as u32);
+        }
+    }
+
+    /// Whether our FIN has been sent and acknowledged.
+    pub(crate) fn fin_acked(&self) -> bool {
+        self.fin_seq.is_some_and(|f| self.snd_una.after(f))
+    }
+
+    /// The application read data: a window update may be due (RFC 9293 §3.8.6.2.2 receiver
+    /// SWS avoidance: only when the window grows by min(RCV.BUFF/2, MSS) or more).
+    pub(crate) fn on_app_read(&mut self, before: usize, after: usize) {
+        let adv = self.rcv_adv.distance(self.rcv_nxt) as usize;
+        let threshold = (usize::from(self.adv_mss)).min(after.max(before) / 2).max(1);
+        if after >= adv + threshold && after > before {
+            self.window_update = true;
+        }
+    }
+
+    /// Forget SACK scoreboard entries at or below SND.UNA.
+    pub(crate) fn prune_sacks(&mut self) {
+        let una = self.snd_una;
+        let mut j = 0;
+        for i in 0..self.sack_len {
+            let (l, r) = self.sacked[i];
+            if r.after(una) {
+                self.sacked[j] = (l.max(una), r);
+                j += 1;
+            }
+        }
+        self.sack_len = j;
+    }
+
+    /// Merge a peer SACK block into the scoreboard (RFC 6675 §4 "Update()").
+    pub(crate) fn add_sack(&mut self, l: SeqNum, r: SeqNum) {
+        if !r.after(l) || !r.after(self.snd_una) || r.after(self.snd_max) {
+            return;
+        }
+        let l = l.max(self.snd_una);
+        let (mut nl, mut nr) = (l, r);
+        let mut j = 0;
+        for i in 0..self.sack_len {
+            let (a, b) = self.sacked[i];
+            if b.before(nl) || a.after(nr) {
+                self.sacked[j] = (a, b);
+                j += 1;
+            } else {
+                nl = nl.min(a);
+                nr = nr.max(b);
+            }
+        }
+        self.sack_len = j;
+        if self.sack_len == SACK_SLOTS {
+            // Full: forget the highest block (a conservative scoreboard retransmits more).
+            self.sack_len -= 1;
+        }
+        // Insert sorted by left edge.
+        let pos = self.sacked[..self.sack_len]
+            .iter()
+            .position(|(a, _)| a.after(nl))
+            .unwrap_or(self.sack_len);
+        self.sacked.copy_within(pos..self.sack_len, pos + 1);
+        self.sacked[pos] = (nl, nr);
+        self.sack_len += 1;
+    }
+
+    /// Bytes SACKed above SND.UNA.
+    pub(crate) fn sacked_bytes(&self) -> u32 {
+        self.sacked[..self.sack_len].iter().map(|(l, r)| r.distance(*l)).sum()
+    }
+
+    /// RFC 6675 §4 IsLost(SND.UNA): DupThresh segments' worth SACKed above it.
+    pub(crate) fn una_lost(&self) -> bool {
+        self.sack_len > 0 && self.sacked_bytes() >= 3 * u32::from(self.mss).max(1)
+            || self.sack_len >= 3
+    }
+
+    /// RFC 6675 §4 pipe estimate (simplified): bytes in flight not SACKed.
+    pub(crate) fn pipe(&self) -> u32 {
+        self.flight().saturating_sub(self.sacked_bytes())
+    }
+
+    /// The next hole to retransmit at or above `from` (RFC 6675 NextSeg() rule 1): the first
+    /// unSACKed sequence number below the highest SACKed one, and the hole's length.
+    pub(crate) fn next_hole(&self, from: SeqNum) -> Option<(SeqNum, u32)> {
+        let mut s = from.max(self.snd_una);
+        for (l, r) in &self.sacked[..self.sack_len] {
+            if s.before(*l) {
+                return Some((s, l.distance(s)));
+            }
+            if s.before(*r) {
+                s = *r;
+            }
+        }
+        None
+    }
+
+    pub(crate) fn fill_info(&self, i: &mut TcpInfo) {
+        i.srtt = self.rtt.srtt().unwrap_or_default();
+        i.rttvar = self.rtt.rttvar().unwrap_or_default();
+        i.rto = self.rtt.rto();
+        i.cwnd = self.cc.cwnd;
+        i.ssthresh = self.cc.ssthresh;
+        i.snd_mss = self.mss;
+        i.rcv_mss = self.adv_mss;
+        i.snd_wnd = self.snd_wnd;
+        i.total_retrans = self.total_retrans;
+        i.backoff = self.retries;
+        i.bytes_sent = self.bytes_sent;
+        i.bytes_acked = self.bytes_acked;
+        i.bytes_received = self.bytes_received;
+        i.segs_out = self.segs_out;
+        i.segs_in = self.segs_in;
+        i.unacked = self.flight();
+        i.ts_ok = self.ts_ok;
+        i.sack_ok = self.sack_ok;
+        i.wscale = (self.snd_wscale, self.rcv_wscale);
+    }
+
+    /// The earliest deadline of this block's timers, given its connection.
+    pub(crate) fn poll_at(&self, c: &Conn) -> Option<Instant> {
+        if self.ack_now || self.rexmit_now || self.window_update || self.has_new_data(c) {
+            return Some(Instant::ZERO);
+        }
+        [self.rto_at, self.delack_at, self.persist_at, self.keep_at].into_iter().flatten().min()
+    }
+
+    /// Whether new data (or our FIN) could be sent right now, window and Nagle permitting.
+    pub(crate) fn has_new_data(&self, c: &Conn) -> bool {
+        if self.syn_unacked {
+            return false;
+        }
+        let sent = self.snd_nxt.distance(self.data_base()) as usize;
+        let unsent = c.snd.len().saturating_sub(sent);
+        if unsent == 0 {
+            return self.fin_seq.is_some_and(|f| !self.snd_nxt.after(f) && self.snd_nxt == f);
+        }
+        let wnd = self.snd_wnd.min(self.cc.cwnd);
+        let flight = self.snd_nxt.distance(self.snd_una);
+        if flight >= wnd {
+            return false;
+        }
+        let room = (wnd - flight) as usize;
+        let len = unsent.min(room).min(usize::from(self.mss));
+        if len == usize::from(self.mss) {
+            return true;
+        }
+        // Partial segment: only if it is all we have and Nagle/cork allow (RFC 9293 §3.7.4).
+        if len < unsent {
+            return false;
+        }
+        if c.opts.cork {
+            return false;
+        }
+        c.opts.nodelay || self.snd_nxt == self.snd_una || self.fin_seq.is_some()
+    }
+}
