@@ -14,10 +14,12 @@
 
 pub mod assembler;
 pub mod buffer;
+pub mod cc;
 pub mod config;
 mod conn;
 pub mod error;
 pub mod rtt;
+pub mod sack;
 pub mod seq;
 mod socket;
 mod socket_types;
@@ -29,3 +31,4 @@ pub use socket::TcpStack;
 pub use socket_types::{
     ConnEntry, Readiness, Shutdown, SockOpt, SockOptName, SocketId, State, TcpInfo,
 };
+pub mod isn;
