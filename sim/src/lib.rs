@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod link;
+pub mod net;
 pub mod packetdrill;
 pub mod pcap;
 pub mod wire;
