@@ -11,16 +11,7 @@ use core::time::Duration;
 
 use crate::error::UnknownTunable;
 
-/// Which congestion controller a connection uses (until `cc/` lands, a local stand-in with the
-/// same name; re-exported at the crate root so callers never see the move).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum CcAlgorithm {
-    /// RFC 5681 / RFC 6582 NewReno.
-    NewReno,
-    /// RFC 9438 CUBIC (the default).
-    #[default]
-    Cubic,
-}
+pub use crate::cc::CcAlgorithm;
 
 /// How initial sequence numbers are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
