@@ -21,6 +21,7 @@ pub mod error;
 pub mod rtt;
 pub mod sack;
 pub mod seq;
+pub mod syncookie;
 mod socket;
 mod socket_types;
 
