@@ -22,13 +22,14 @@
 //! The frames below are the pcap records' bytes verbatim, as hex. jrv1 (10.77.0.1) had MAC
 //! 1e:9a:2d:c9:99:b6 and jrv2 (10.77.0.2) 42:ba:00:08:df:98 in the first capture. A VLAN
 //! capture was not possible (no 8021q module in the capture host); 802.1Q is covered by the
-//! unit tests in `ethernet.rs`.
+//! unit tests in `ethernet.rs`. UDP and TCP are parsed with `joyride_ip::udp`/`tcp`.
 
 use joyride_ip::arp::{ArpOperation, ArpPacket, ArpRepr};
 use joyride_ip::checksum;
 use joyride_ip::ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 use joyride_ip::icmpv4::{DstUnreachableCode, Icmpv4Message, Icmpv4Packet, Icmpv4Repr};
 use joyride_ip::ipv4::{Ecn, IpProtocol, Ipv4Packet, Ipv4Repr};
+use joyride_ip::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use joyride_ip::udp::{UdpPacket, UdpRepr};
 use joyride_ip::{Checksum, Error, Ipv4Addr};
 
@@ -305,41 +306,19 @@ fn udp_datagram_and_port_unreachable() {
     assert_eq!(out, ip_unreach.payload(), "re-emit must reproduce Linux's message");
 }
 
-/// TCP fields read straight from the bytes (RFC 9293 §3.1), and the checksum verified with
-/// the pseudo-header.
-struct RawTcp {
-    src_port: u16,
-    dst_port: u16,
-    seq: u32,
-    ack: u32,
-    header_len: usize,
-    flags: u8,
-    window: u16,
-}
-
-fn raw_tcp(src: Ipv4Addr, dst: Ipv4Addr, seg: &[u8]) -> RawTcp {
-    let be16 = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
-    let be32 = |i: usize| u32::from_be_bytes([seg[i], seg[i + 1], seg[i + 2], seg[i + 3]]);
+/// Parses a TCP segment with `TcpRepr` (software checksum) and cross-checks the checksum with
+/// the pseudo-header computed here.
+fn tcp(src: Ipv4Addr, dst: Ipv4Addr, seg: &[u8]) -> TcpRepr<'_> {
     let pseudo = checksum::pseudo_header_v4(src, dst, 6, seg.len() as u16);
     assert_eq!(
         checksum::fold(checksum::combine(pseudo, checksum::sum(seg))),
         0xffff,
         "TCP checksum must verify"
     );
-    RawTcp {
-        src_port: be16(0),
-        dst_port: be16(2),
-        seq: be32(4),
-        ack: be32(8),
-        header_len: usize::from(seg[12] >> 4) * 4,
-        flags: seg[13],
-        window: be16(14),
-    }
+    let p = TcpPacket::new_checked(seg).unwrap();
+    TcpRepr::parse(&p, src, dst, Checksum::Software).unwrap()
 }
 
-// TODO(tcp wire format): once `joyride_ip::tcp::TcpRepr::parse` lands, parse these segments
-// with it and assert the options (MSS 1460, SACK-permitted, TS, wscale 10) as values; until
-// then the IPv4 layer is asserted and the TCP fields are read raw.
 #[test]
 fn tcp_handshake_and_data() {
     let syn = hex(TCP_SYN);
@@ -349,31 +328,38 @@ fn tcp_handshake_and_data() {
         (r.src, r.dst, r.protocol, r.ident, r.dont_frag),
         (IP1, IP2, IpProtocol::Tcp, 51702, true)
     );
-    let t = raw_tcp(IP1, IP2, p.payload());
-    assert_eq!(
-        (t.src_port, t.dst_port, t.flags, t.window, t.header_len),
-        (40000, 7777, 0x02, 64240, 40)
-    );
-    // Options: MSS 1460 (kind 2 len 4), SACK-permitted (4, 2), timestamps (8, 10), NOP, WS 10.
-    let opts = &p.payload()[20..40];
-    assert_eq!(opts[..6], [2, 4, 0x05, 0xb4, 4, 2]);
-    assert_eq!((opts[6], opts[7], opts[16], opts[17], opts[19]), (8, 10, 1, 3, 10));
+    let t = tcp(IP1, IP2, p.payload());
+    assert_eq!((t.src_port, t.dst_port, t.flags, t.window), (40000, 7777, TcpFlags::SYN, 64240));
+    assert_eq!(t.payload, b"");
+    // Linux's SYN options: MSS 1460, SACK-permitted, timestamps (TSecr 0), NOP, wscale 10.
+    assert_eq!(t.options.mss, Some(1460));
+    assert!(t.options.sack_permitted);
+    assert_eq!(t.options.window_scale, Some(10));
+    let (ts_syn, ecr) = t.options.timestamps.unwrap();
+    assert_eq!(ecr, 0);
 
     let syn_ack = hex(TCP_SYN_ACK);
     let (_, payload) = eth(&syn_ack, EtherType::Ipv4);
     let (r, p) = ip(payload);
     assert_eq!((r.src, r.dst, r.ident), (IP2, IP1, 0));
-    let sa = raw_tcp(IP2, IP1, p.payload());
-    assert_eq!((sa.src_port, sa.dst_port, sa.flags), (7777, 40000, 0x12));
+    let sa = tcp(IP2, IP1, p.payload());
+    assert_eq!((sa.src_port, sa.dst_port), (7777, 40000));
+    assert_eq!(sa.flags, TcpFlags::SYN | TcpFlags::ACK);
     assert_eq!(sa.ack, t.seq.wrapping_add(1), "SYN-ACK acknowledges the SYN");
+    assert_eq!((sa.options.mss, sa.options.window_scale), (Some(1460), Some(10)));
+    let (ts_syn_ack, ecr) = sa.options.timestamps.unwrap();
+    assert_eq!(ecr, ts_syn, "the SYN-ACK echoes the SYN's TSval");
 
     let data = hex(TCP_DATA);
     let (_, payload) = eth(&data, EtherType::Ipv4);
     let (r, p) = ip(payload);
     assert_eq!(r.payload_len, 36);
-    let d = raw_tcp(IP1, IP2, p.payload());
-    assert_eq!((d.flags, d.seq, d.ack), (0x18, t.seq.wrapping_add(1), sa.seq.wrapping_add(1)));
-    assert_eq!(&p.payload()[d.header_len..], b"ping");
+    let d = tcp(IP1, IP2, p.payload());
+    assert_eq!(d.flags, TcpFlags::PSH | TcpFlags::ACK);
+    assert_eq!((d.seq, d.ack), (t.seq.wrapping_add(1), sa.seq.wrapping_add(1)));
+    assert_eq!(d.window, 63, "window 63 << 10 after scaling");
+    assert_eq!((d.options.mss, d.options.timestamps.map(|t| t.1)), (None, Some(ts_syn_ack)));
+    assert_eq!(d.payload, b"ping");
 }
 
 #[test]
