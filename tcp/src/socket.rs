@@ -14,6 +14,7 @@ use joyride_ip::tcp::{TcpFlags, TcpRepr};
 use crate::config::{IsnPolicy, TcpConfig};
 use crate::conn::{Conn, ConnOpts, ConnState, Ctl};
 use crate::error::TcpError;
+use crate::isn::{siphash24, IsnGenerator};
 use crate::seq::SeqNum;
 use crate::socket_types::{
     ConnEntry, Readiness, Shutdown, SockOpt, SockOptName, SocketId, State, TcpInfo,
@@ -57,6 +58,7 @@ struct Socket {
 pub struct TcpStack {
     config: TcpConfig,
     secret: [u8; 16],
+    isn_gen: IsnGenerator,
     rng: SplitMix64,
     local_addrs: Vec<Ipv4Addr>,
     sockets: HashMap<SocketId, Socket>,
@@ -81,6 +83,7 @@ impl TcpStack {
             ctl: Ctl::new(&config),
             config,
             secret,
+            isn_gen: IsnGenerator::new(secret),
             rng: SplitMix64::new(seed),
             local_addrs: Vec::new(),
             sockets: HashMap::new(),
@@ -328,12 +331,8 @@ impl TcpStack {
     fn isn(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> SeqNum {
         match self.config.isn {
             IsnPolicy::Fixed(v) => SeqNum::new(v),
-            IsnPolicy::Rfc6528 => {
-                // RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport, secretkey),
-                // M a 4 µs timer.
-                let m = (now.as_micros() / 4) as u32;
-                SeqNum::new(m.wrapping_add(keyed_hash(&self.secret, local, remote) as u32))
-            }
+            // RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport, secretkey).
+            IsnPolicy::Rfc6528 => self.isn_gen.isn(now, local, remote),
         }
     }
 
@@ -836,24 +835,14 @@ pub(crate) fn rst_for(seg: &TcpRepr<'_>) -> Option<TcpRepr<'static>> {
     Some(r)
 }
 
-/// A keyed 64-bit hash of a 4-tuple (SipHash-2-4 once `isn.rs` lands; FNV-1a mixed with the
-/// key and a SplitMix finaliser until then).
+/// A keyed 64-bit hash of a 4-tuple (SipHash-2-4, for per-connection secrets such as the
+/// TSval offset).
 fn keyed_hash(key: &[u8; 16], a: SocketAddrV4, b: SocketAddrV4) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &x in bytes {
-            h ^= u64::from(x);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    feed(key);
-    feed(&a.ip().octets());
-    feed(&a.port().to_be_bytes());
-    feed(&b.ip().octets());
-    feed(&b.port().to_be_bytes());
-    feed(key);
-    let mut z = h;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    let mut m = [0u8; 13];
+    m[0..4].copy_from_slice(&a.ip().octets());
+    m[4..6].copy_from_slice(&a.port().to_be_bytes());
+    m[6..10].copy_from_slice(&b.ip().octets());
+    m[10..12].copy_from_slice(&b.port().to_be_bytes());
+    m[12] = 0x75; // domain separation from the ISN function
+    siphash24(key, &m)
 }

@@ -436,20 +436,25 @@ impl Conn {
     /// window, sample RTT, grow cwnd, detect duplicate ACKs (RFC 5681 §3.2 / RFC 6582 / RFC
     /// 6675).
     fn process_ack(&mut self, now: Instant, cfg: &TcpConfig, seg: &TcpRepr<'_>) {
+        let _ = cfg;
         let ts_now = self.ts_val(now);
         let Some(t) = self.state.tcb_mut() else { return };
         let ack = SeqNum::new(seg.ack);
         let seq = SeqNum::new(seg.seq);
         let wnd = u32::from(seg.window) << t.snd_wscale;
-        let mss = u32::from(t.mss);
-        // Remember SACK blocks (RFC 2018 §3; RFC 6675 scoreboard).
-        let had_sacks = t.sack_len;
-        if t.sack_ok {
-            for b in &seg.options.sack_blocks[..usize::from(seg.options.sack_len).min(4)] {
-                t.add_sack(SeqNum::new(b.left), SeqNum::new(b.right));
-            }
+        let flight_before = t.flight();
+        // Remember SACK blocks (RFC 2018 §3; RFC 6675 §5 "update the scoreboard").
+        let sacked_before = t.sb.sacked_bytes();
+        let mut blocks = [(ack, ack); 4];
+        let nb = usize::from(seg.options.sack_len).min(4);
+        for (d, b) in blocks.iter_mut().zip(&seg.options.sack_blocks[..nb]) {
+            *d = (SeqNum::new(b.left), SeqNum::new(b.right));
         }
-        let new_sack = t.sack_len > had_sacks || (t.sack_len > 0 && seg.options.sack_len > 0);
+        let new_una = if ack.after(t.snd_una) { ack } else { t.snd_una };
+        if t.sack_ok {
+            t.sb.update(new_una, t.snd_max, &blocks[..nb]);
+        }
+        let new_sack = t.sb.sacked_bytes() > sacked_before;
         if ack.after(t.snd_una) {
             let acked = ack.distance(t.snd_una);
             // Data bytes acknowledged: the FIN's sequence number is not in the buffer.
@@ -461,7 +466,6 @@ impl Conn {
             if t.snd_nxt.before(ack) {
                 t.snd_nxt = ack;
             }
-            t.prune_sacks();
             // RTT: timestamps (RFC 7323 §4) or one timed segment (Karn, RFC 6298 §3).
             if let Some((_, ecr)) = seg.options.timestamps.filter(|_| t.ts_ok) {
                 if ecr != 0 {
@@ -482,19 +486,22 @@ impl Conn {
             // Recovery bookkeeping (RFC 6582 §3.2 steps 3–5, RFC 6675 §5).
             match t.recover {
                 Some(r) if ack.after_eq(r) => {
+                    // Full acknowledgment: leave recovery, cwnd = ssthresh.
                     t.recover = None;
                     t.dupacks = 0;
-                    let flight = t.flight();
-                    t.cc.on_recovery_exit(flight, mss);
+                    t.cc.on_recovery_exit(now);
                 }
                 Some(_) => {
-                    // Partial ACK: retransmit the next unacknowledged segment at once.
+                    // RFC 6582 §3.2 step 5 partial ACK: retransmit the next unacknowledged
+                    // segment at once (with SACK, RFC 6675 NextSeg picks it).
+                    t.dupacks = 0;
+                    t.rexmit_first = !t.sack_ok;
                     t.rexmit_now = true;
-                    t.cc.cwnd = t.cc.cwnd.saturating_sub(acked).saturating_add(mss);
                 }
                 None => {
                     t.dupacks = 0;
-                    t.cc.on_ack(acked, mss);
+                    let srtt = t.rtt.srtt();
+                    t.cc.on_ack(now, acked, flight_before, srtt);
                 }
             }
             // RFC 6298 §5.2/5.3: stop the timer when all data is acknowledged, else restart it.
@@ -511,27 +518,26 @@ impl Conn {
             && t.snd_max != t.snd_una
             && (wnd == t.snd_wnd || new_sack)
         {
-            // RFC 5681 §2 duplicate ACK.
+            // RFC 5681 §2 duplicate ACK (RFC 6675 counts ACKs carrying new SACK information).
             t.dupacks += 1;
             if t.recover.is_some() {
-                // RFC 5681 §3.2 step 4: inflate cwnd per further duplicate (NewReno); with SACK
-                // the pipe estimate does this job.
-                if !t.sack_ok {
-                    t.cc.cwnd = t.cc.cwnd.saturating_add(mss);
-                } else {
-                    t.rexmit_now = true;
-                }
+                // Each further duplicate lets pipe shrink; send what RFC 6675 NextSeg allows.
+                t.rexmit_now = true;
             } else if t.dupacks >= 3 || (t.sack_ok && t.una_lost()) {
-                // RFC 5681 §3.2 / RFC 6675 §5: enter fast recovery, retransmit at once.
-                let flight = t.flight();
-                t.cc.on_loss(flight, mss);
+                // RFC 5681 §3.2 step 2–3 / RFC 6675 §5 step 4: enter fast recovery and
+                // retransmit the first unacknowledged segment at once.
+                t.cc.on_loss(now, flight_before);
                 t.recover = Some(t.snd_max);
                 t.high_rxt = t.snd_una;
+                t.rexmit_first = true;
                 t.rexmit_now = true;
                 t.timed = None;
             }
             // RFC 3042 limited transmit: the first two duplicate ACKs each allow one new
-            // segment (handled by the sender through the inflated allowance below).
+            // segment beyond cwnd (the sender reads `dupacks`).
+        } else if ack == t.snd_una && wnd == 0 && t.snd_wnd == 0 {
+            // A zero-window probe was answered: the peer is alive (persist must not time out).
+            t.retries = 0;
         }
         // RFC 9293 §3.10.7.4: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK),
         // set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set SND.WL2 <- SEG.ACK."
@@ -546,7 +552,6 @@ impl Conn {
                 t.persist_backoff = 0;
             }
         }
-        let _ = cfg;
     }
 
     /// Seventh and eighth steps: segment text and FIN, for a segment starting at `seq`

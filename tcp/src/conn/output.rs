@@ -276,13 +276,15 @@ impl Conn {
             t.rtt.backoff();
             let flight = t.flight();
             if t.snd_una != t.snd_max {
-                t.cc.on_rto(flight, u32::from(t.mss));
+                t.cc.on_rto(now, flight);
             }
             // Go back N: resend from SND.UNA; the scoreboard is discarded (RFC 6675 §5.1).
             t.snd_nxt = t.snd_una;
             t.recover = None;
             t.dupacks = 0;
-            t.sack_len = 0;
+            t.sb.clear();
+            t.rexmit_now = false;
+            t.rexmit_first = false;
             t.timed = None;
             t.rto_at = Some(now + t.rtt.rto());
             if t.unacked_since.is_none() {
@@ -299,25 +301,43 @@ impl Conn {
         // Fast retransmit / recovery (RFC 5681 §3.2, RFC 6582, RFC 6675 §5).
         if t.rexmit_now && can_send_data {
             t.rexmit_now = false;
-            let from =
-                if t.sack_ok && t.sack_len > 0 { t.high_rxt.max(t.snd_una) } else { t.snd_una };
-            let hole = if t.sack_ok && t.sack_len > 0 {
-                t.next_hole(from)
-            } else {
-                Some((t.snd_una, mss as u32))
-            };
-            if let Some((s, hlen)) = hole {
-                let off = s.distance(base) as usize;
-                let len = (hlen as usize).min(mss).min(snd.len().saturating_sub(off));
-                let fin = t.fin_seq.is_some_and(|f| f == s + len as u32);
-                if len > 0 || fin {
-                    let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
-                    emit_seg(t, snd, rcv, ports, ts_val, s, off, len, flags, scratch, emit);
-                    t.total_retrans += 1;
-                    t.high_rxt = s + len as u32 + u32::from(fin);
-                    if t.rto_at.is_none() {
-                        t.rto_at = Some(now + t.rtt.rto());
+            let first = core::mem::take(&mut t.rexmit_first);
+            // At most one window's worth per poll; each pass sends one segment.
+            for pass in 0..64 {
+                let seg = if first && pass == 0 {
+                    // Entering recovery / NewReno partial ACK: SND.UNA itself.
+                    Some((t.snd_una, mss as u32))
+                } else if t.sack_ok && t.recover.is_some() && !t.sb.is_empty() {
+                    // RFC 6675 §5 step (C): "while pipe < cwnd", NextSeg() retransmissions
+                    // (rules 1 and 3); new data (rule 2) goes through the loop below.
+                    if t.pipe() >= t.cc.cwnd() {
+                        None
+                    } else {
+                        let unsent = snd.len().saturating_sub(t.snd_max.distance(base) as usize);
+                        let allowed = (unsent as u32).min(t.snd_wnd.saturating_sub(t.flight()));
+                        t.sb.next_seg(t.snd_una, t.snd_max, t.high_rxt, mss as u32, allowed)
+                            .filter(|n| n.retransmit)
+                            .map(|n| (n.seq, n.len))
                     }
+                } else {
+                    None
+                };
+                let Some((s, slen)) = seg else { break };
+                let off = s.distance(base) as usize;
+                let len = (slen as usize).min(mss).min(snd.len().saturating_sub(off));
+                let fin = t.fin_seq.is_some_and(|f| f == s + len as u32);
+                if len == 0 && !fin {
+                    break;
+                }
+                let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
+                emit_seg(t, snd, rcv, ports, ts_val, s, off, len, flags, scratch, emit);
+                t.total_retrans += 1;
+                let end = s + len as u32 + u32::from(fin);
+                if end.after(t.high_rxt) {
+                    t.high_rxt = end;
+                }
+                if t.rto_at.is_none() {
+                    t.rto_at = Some(now + t.rtt.rto());
                 }
             }
         }
@@ -333,13 +353,11 @@ impl Conn {
             } else {
                 0
             };
-            let in_flight = if t.recover.is_some() && t.sack_ok {
-                t.pipe()
-            } else {
-                t.snd_nxt.distance(t.snd_una)
-            };
-            let wnd = t.snd_wnd.min(t.cc.cwnd.saturating_add(lt));
-            let room = wnd.saturating_sub(in_flight) as usize;
+            let in_flight = t.pipe();
+            // The peer's window bounds what lies beyond SND.UNA; cwnd bounds the pipe.
+            let cwnd_room = t.cc.cwnd().saturating_add(lt).saturating_sub(in_flight);
+            let rwnd_room = t.snd_wnd.saturating_sub(t.snd_nxt.distance(t.snd_una));
+            let room = cwnd_room.min(rwnd_room) as usize;
             let room = if t.snd_wnd == 0 { 0 } else { room };
             let len = unsent.min(room).min(mss);
             let fin = fin_pending && t.fin_seq == Some(t.snd_nxt + len as u32);

@@ -8,8 +8,10 @@ use joyride_ip::tcp::TcpRepr;
 
 use super::{Conn, ConnOpts};
 use crate::buffer::SendBuffer;
+use crate::cc::CongestionControl;
 use crate::config::TcpConfig;
 use crate::rtt::{RttConfig, RttEstimator};
+use crate::sack::{Scoreboard, DUP_THRESH};
 use crate::seq::SeqNum;
 use crate::socket_types::TcpInfo;
 
@@ -17,61 +19,6 @@ use crate::socket_types::TcpInfo;
 const DEFAULT_MSS: u16 = 536;
 /// RFC 7323 §2.3: the largest shift.
 const MAX_WSCALE: u8 = 14;
-/// At most this many peer SACK blocks are remembered (RFC 6675 scoreboard, simplified).
-pub(crate) const SACK_SLOTS: usize = 8;
-
-/// Congestion state: RFC 5681 slow start / congestion avoidance with RFC 6582 NewReno
-/// recovery (a local stand-in until `cc/` lands).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Cc {
-    pub cwnd: u32,
-    pub ssthresh: u32,
-    /// Bytes acknowledged in congestion avoidance since the last cwnd increase.
-    acc: u32,
-}
-
-impl Cc {
-    fn new(mss: u32, iw: u32) -> Self {
-        // RFC 6928 §2: IW = min(10*MSS, max(2*MSS, 14600)).
-        let iw = (iw * mss).min((2 * mss).max(14_600)).max(mss);
-        Cc { cwnd: iw, ssthresh: u32::MAX, acc: 0 }
-    }
-
-    /// RFC 5681 §3.1: growth on an ACK of `acked` new bytes.
-    pub(crate) fn on_ack(&mut self, acked: u32, mss: u32) {
-        if self.cwnd < self.ssthresh {
-            // Slow start: cwnd += min(N, SMSS) (RFC 5681 eq. 2; ABC limit L = 1 SMSS... 2).
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
-        } else {
-            // Congestion avoidance: about one SMSS per RTT (RFC 5681 eq. 3, byte counting).
-            self.acc = self.acc.saturating_add(acked);
-            if self.acc >= self.cwnd {
-                self.acc -= self.cwnd;
-                self.cwnd = self.cwnd.saturating_add(mss);
-            }
-        }
-    }
-
-    /// RFC 5681 eq. 4 on entering fast recovery: ssthresh = max(FlightSize/2, 2*SMSS).
-    pub(crate) fn on_loss(&mut self, flight: u32, mss: u32) {
-        self.ssthresh = (flight / 2).max(2 * mss);
-        self.cwnd = self.ssthresh + 3 * mss;
-        self.acc = 0;
-    }
-
-    /// RFC 6582 §3.2 step 3: on the full ACK, deflate to ssthresh.
-    pub(crate) fn on_recovery_exit(&mut self, flight: u32, mss: u32) {
-        self.cwnd = self.ssthresh.min(flight.max(mss) + mss);
-    }
-
-    /// RFC 5681 §3.1 eq. 4 and "LW": on an RTO, ssthresh = max(FlightSize/2, 2*SMSS), cwnd = 1
-    /// SMSS.
-    pub(crate) fn on_rto(&mut self, flight: u32, mss: u32) {
-        self.ssthresh = (flight / 2).max(2 * mss);
-        self.cwnd = mss;
-        self.acc = 0;
-    }
-}
 
 /// The control block of every synchronized state (and SYN-RECEIVED).
 #[derive(Clone, Debug)]
@@ -117,17 +64,18 @@ pub(crate) struct Tcb {
     pub rtt: RttEstimator,
     /// RTT timing of one segment (Karn: cleared when anything is retransmitted).
     pub timed: Option<(SeqNum, Instant)>,
-    pub cc: Cc,
+    pub cc: CongestionControl,
     pub dupacks: u32,
     /// In fast recovery until SND.UNA passes this (RFC 6582 "recover").
     pub recover: Option<SeqNum>,
-    /// Retransmit the segment at SND.UNA (or the next SACK hole) at the next poll.
+    /// Send what loss recovery allows (RFC 6675 NextSeg / NewReno) at the next poll.
     pub rexmit_now: bool,
-    /// RFC 6675 HighRxt: everything below was retransmitted in this recovery.
+    /// Retransmit the segment at SND.UNA first (entering recovery, NewReno partial ACK).
+    pub rexmit_first: bool,
+    /// RFC 6675 HighRxt (exclusive): everything below was retransmitted in this recovery.
     pub high_rxt: SeqNum,
-    /// Peer's SACK blocks above SND.UNA (scoreboard), `sack_len` valid, sorted by left edge.
-    pub sacked: [(SeqNum, SeqNum); SACK_SLOTS],
-    pub sack_len: usize,
+    /// The peer's SACK blocks above SND.UNA (RFC 6675 scoreboard).
+    pub sb: Scoreboard,
     pub rto_at: Option<Instant>,
     /// Consecutive retransmission timeouts.
     pub retries: u32,
@@ -233,13 +181,13 @@ impl Tcb {
             fin_seq: None,
             rtt: RttEstimator::new(rtt_config(cfg)),
             timed: None,
-            cc: Cc::new(u32::from(mss), cfg.initial_window),
+            cc: CongestionControl::new(opts.congestion, u32::from(mss.max(1)), cfg.initial_window),
             dupacks: 0,
             recover: None,
             rexmit_now: false,
+            rexmit_first: false,
             high_rxt: iss,
-            sacked: [(iss, iss); SACK_SLOTS],
-            sack_len: 0,
+            sb: Scoreboard::new(),
             rto_at: None,
             retries: 0,
             unacked_since: None,
@@ -328,90 +276,30 @@ impl Tcb {
         }
     }
 
-    /// Forget SACK scoreboard entries at or below SND.UNA.
-    pub(crate) fn prune_sacks(&mut self) {
-        let una = self.snd_una;
-        let mut j = 0;
-        for i in 0..self.sack_len {
-            let (l, r) = self.sacked[i];
-            if r.after(una) {
-                self.sacked[j] = (l.max(una), r);
-                j += 1;
-            }
-        }
-        self.sack_len = j;
-    }
-
-    /// Merge a peer SACK block into the scoreboard (RFC 6675 §4 "Update()").
-    pub(crate) fn add_sack(&mut self, l: SeqNum, r: SeqNum) {
-        if !r.after(l) || !r.after(self.snd_una) || r.after(self.snd_max) {
-            return;
-        }
-        let l = l.max(self.snd_una);
-        let (mut nl, mut nr) = (l, r);
-        let mut j = 0;
-        for i in 0..self.sack_len {
-            let (a, b) = self.sacked[i];
-            if b.before(nl) || a.after(nr) {
-                self.sacked[j] = (a, b);
-                j += 1;
-            } else {
-                nl = nl.min(a);
-                nr = nr.max(b);
-            }
-        }
-        self.sack_len = j;
-        if self.sack_len == SACK_SLOTS {
-            // Full: forget the highest block (a conservative scoreboard retransmits more).
-            self.sack_len -= 1;
-        }
-        // Insert sorted by left edge.
-        let pos = self.sacked[..self.sack_len]
-            .iter()
-            .position(|(a, _)| a.after(nl))
-            .unwrap_or(self.sack_len);
-        self.sacked.copy_within(pos..self.sack_len, pos + 1);
-        self.sacked[pos] = (nl, nr);
-        self.sack_len += 1;
-    }
-
-    /// Bytes SACKed above SND.UNA.
-    pub(crate) fn sacked_bytes(&self) -> u32 {
-        self.sacked[..self.sack_len].iter().map(|(l, r)| r.distance(*l)).sum()
-    }
-
-    /// RFC 6675 §4 IsLost(SND.UNA): DupThresh segments' worth SACKed above it.
+    /// RFC 6675 §4 IsLost(SND.UNA).
     pub(crate) fn una_lost(&self) -> bool {
-        self.sack_len > 0 && self.sacked_bytes() >= 3 * u32::from(self.mss).max(1)
-            || self.sack_len >= 3
+        self.sb.is_lost(self.snd_una, DUP_THRESH, u32::from(self.mss.max(1)))
     }
 
-    /// RFC 6675 §4 pipe estimate (simplified): bytes in flight not SACKed.
+    /// The estimate of bytes in the network (RFC 6675 §4 SetPipe with SACK; without it,
+    /// FlightSize less one segment per duplicate ACK, RFC 6582 §3.2 step 4 in another form).
     pub(crate) fn pipe(&self) -> u32 {
-        self.flight().saturating_sub(self.sacked_bytes())
-    }
-
-    /// The next hole to retransmit at or above `from` (RFC 6675 NextSeg() rule 1): the first
-    /// unSACKed sequence number below the highest SACKed one, and the hole's length.
-    pub(crate) fn next_hole(&self, from: SeqNum) -> Option<(SeqNum, u32)> {
-        let mut s = from.max(self.snd_una);
-        for (l, r) in &self.sacked[..self.sack_len] {
-            if s.before(*l) {
-                return Some((s, l.distance(s)));
-            }
-            if s.before(*r) {
-                s = *r;
-            }
+        let mss = u32::from(self.mss.max(1));
+        if self.sack_ok && !self.sb.is_empty() {
+            self.sb.pipe(self.snd_una, self.snd_max, self.high_rxt, mss)
+        } else if self.recover.is_some() {
+            self.snd_max.distance(self.snd_una).saturating_sub(self.dupacks.saturating_mul(mss))
+        } else {
+            self.snd_nxt.distance(self.snd_una)
         }
-        None
     }
 
     pub(crate) fn fill_info(&self, i: &mut TcpInfo) {
         i.srtt = self.rtt.srtt().unwrap_or_default();
         i.rttvar = self.rtt.rttvar().unwrap_or_default();
         i.rto = self.rtt.rto();
-        i.cwnd = self.cc.cwnd;
-        i.ssthresh = self.cc.ssthresh;
+        i.cwnd = self.cc.cwnd();
+        i.ssthresh = self.cc.ssthresh();
         i.snd_mss = self.mss;
         i.rcv_mss = self.adv_mss;
         i.snd_wnd = self.snd_wnd;
@@ -446,19 +334,25 @@ impl Tcb {
         if unsent == 0 {
             return self.fin_seq.is_some_and(|f| !self.snd_nxt.after(f) && self.snd_nxt == f);
         }
-        let wnd = self.snd_wnd.min(self.cc.cwnd);
-        let flight = self.snd_nxt.distance(self.snd_una);
-        if flight >= wnd {
+        let lt = if self.recover.is_none() && self.dupacks > 0 && self.dupacks < 3 {
+            self.dupacks * u32::from(self.mss)
+        } else {
+            0
+        };
+        let cwnd_room = self.cc.cwnd().saturating_add(lt).saturating_sub(self.pipe());
+        let rwnd_room = self.snd_wnd.saturating_sub(self.snd_nxt.distance(self.snd_una));
+        let room = cwnd_room.min(rwnd_room) as usize;
+        if room == 0 {
             return false;
         }
-        let room = (wnd - flight) as usize;
         let len = unsent.min(room).min(usize::from(self.mss));
         if len == usize::from(self.mss) {
             return true;
         }
         // Partial segment: only if it is all we have and Nagle/cork allow (RFC 9293 §3.7.4).
         if len < unsent {
-            return false;
+            // RFC 9293 §3.8.6.2.1 sender SWS avoidance.
+            return len as u32 >= self.max_snd_wnd / 2;
         }
         if c.opts.cork {
             return false;
