@@ -39,7 +39,7 @@ pub fn decode_tcp(bytes: &[u8]) -> Result<(Ipv4Addr, Ipv4Addr, TcpRepr<'_>), Err
     if ip.protocol != IpProtocol::Tcp || ip.is_fragment() {
         return Err(Error::Unsupported);
     }
-    let start = usize::from(ip_packet.header_len());
+    let start = ip_packet.header_len();
     let end = start + ip.payload_len;
     let segment = bytes.get(start..end).ok_or(Error::Truncated)?;
     let tcp_packet = TcpPacket::new_checked(segment)?;

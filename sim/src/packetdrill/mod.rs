@@ -2,14 +2,20 @@
 //! google/packetdrill), running scripts in virtual time against Joyride's TCP stack.
 //!
 //! - [`lexer`] and [`parser`] turn a script into an [`ast::Script`].
+//! - [`run`] executes it against a [`joyride_tcp::TcpStack`] in virtual time (semantics and
+//!   deliberate differences from packetdrill are listed there).
 
 pub mod ast;
+mod consts;
 pub mod lexer;
 pub mod parser;
+pub mod run;
+mod syscall;
 
 use std::fmt;
 
 pub use parser::parse;
+pub use run::{run_script, run_source, Failure, Outcome, Profile, RunOptions};
 
 /// A script that does not parse: where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
