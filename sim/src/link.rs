@@ -73,6 +73,8 @@ pub struct LinkStats {
     pub reordered: u64,
     /// Frames with a flipped bit.
     pub corrupted: u64,
+    /// Frames with a flipped bit that have been handed out by [`Link::recv`].
+    pub corrupted_delivered: u64,
 }
 
 /// A frame in flight: ordered by delivery time, then by entry order (so equal times are FIFO).
@@ -81,6 +83,7 @@ struct InFlight {
     at: Instant,
     order: u64,
     frame: Vec<u8>,
+    corrupted: bool,
 }
 
 /// A one-way link. Put frames in with [`Link::send`]; take them out, when due, with
@@ -173,7 +176,8 @@ impl Link {
         };
         for _ in 0..copies {
             let mut frame = frame.clone();
-            if !frame.is_empty() && self.rng.chance(self.config.corrupt) {
+            let corrupted = !frame.is_empty() && self.rng.chance(self.config.corrupt);
+            if corrupted {
                 let bit = self.rng.below(frame.len() as u64 * 8);
                 frame[(bit / 8) as usize] ^= 1 << (bit % 8);
                 self.stats.corrupted += 1;
@@ -191,7 +195,7 @@ impl Link {
                 self.last_in_order = at;
             }
             self.order += 1;
-            self.queue.push(Reverse(InFlight { at, order: self.order, frame }));
+            self.queue.push(Reverse(InFlight { at, order: self.order, frame, corrupted }));
         }
     }
 
@@ -207,6 +211,7 @@ impl Link {
         }
         let Reverse(f) = self.queue.pop()?;
         self.stats.delivered += 1;
+        self.stats.corrupted_delivered += u64::from(f.corrupted);
         Some((f.at, f.frame))
     }
 }
@@ -296,6 +301,7 @@ mod tests {
             assert_eq!(bits, 1);
         }
         assert_eq!(l.stats().corrupted, 100);
+        assert_eq!(l.stats().corrupted_delivered, 100);
     }
 
     #[test]

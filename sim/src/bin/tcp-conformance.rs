@@ -1,9 +1,11 @@
-//! `tcp-conformance [--profile linux|freebsd] [--verbose] [--allow-fail] [--pcap DIR] PATHS…`
+//! `tcp-conformance [--profile linux|freebsd] [--verbose] [--allow-fail] [--lenient-end]
+//! [--pcap DIR] PATHS…`
 //!
 //! Runs packetdrill-format scripts (files, or directories searched recursively for `*.pkt`)
 //! against Joyride's TCP stack in virtual time. Prints `PASS path` or `FAIL path: line N: why`
 //! per script and finally `N passed, N failed`. Exits non-zero iff a script failed, unless
-//! `--allow-fail` is given.
+//! `--allow-fail` is given. `--lenient-end` does not fail a script for packets the stack sends
+//! after its last line (packetdrill's own behaviour); `--pcap DIR` writes `DIR/<script>.pcap`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use joyride_sim::packetdrill::{run_source, Profile, RunOptions};
 
 const USAGE: &str =
-    "usage: tcp-conformance [--profile linux|freebsd] [--verbose] [--allow-fail] [--pcap DIR] PATHS...";
+    "usage: tcp-conformance [--profile linux|freebsd] [--verbose] [--allow-fail] [--lenient-end] [--pcap DIR] PATHS...";
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if path.is_dir() {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
             },
             "--verbose" | "-v" => opts.verbose = true,
             "--allow-fail" => allow_fail = true,
+            "--lenient-end" => opts.lenient_end = true,
             "--pcap" => match args.next() {
                 Some(d) => pcap_dir = Some(PathBuf::from(d)),
                 None => {
