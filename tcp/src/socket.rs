@@ -19,6 +19,7 @@ use crate::seq::SeqNum;
 use crate::socket_types::{
     ConnEntry, Readiness, Shutdown, SockOpt, SockOptName, SocketId, State, TcpInfo,
 };
+use crate::syncookie::SynCookies;
 
 /// The first and last ephemeral port (IANA's dynamic range, RFC 6335 §6).
 const EPHEMERAL: (u16, u16) = (49152, 65535);
@@ -59,6 +60,7 @@ pub struct TcpStack {
     config: TcpConfig,
     secret: [u8; 16],
     isn_gen: IsnGenerator,
+    cookies: SynCookies,
     rng: SplitMix64,
     local_addrs: Vec<Ipv4Addr>,
     sockets: HashMap<SocketId, Socket>,
@@ -84,6 +86,7 @@ impl TcpStack {
             config,
             secret,
             isn_gen: IsnGenerator::new(secret),
+            cookies: SynCookies::new(secret),
             rng: SplitMix64::new(seed),
             local_addrs: Vec::new(),
             sockets: HashMap::new(),
@@ -180,7 +183,7 @@ impl TcpStack {
             // SO_REUSEADDR on both lets a new socket share the port with connections (e.g. one
             // in TIME-WAIT), never with a listener.
             let listening = matches!(k.kind, Kind::Listener(_));
-            !(reuse && k.opts.reuseaddr && !listening) && !(k.closed && reuse)
+            !(reuse && (k.closed || (k.opts.reuseaddr && !listening)))
         })
     }
 
@@ -616,6 +619,12 @@ impl TcpStack {
         let local = SocketAddrV4::new(dst, seg.dst_port);
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(&id) = self.conns.get(&(local, remote)) {
+            if self.accept_queue_full_for(id) && seg.flags.contains(TcpFlags::ACK) {
+                // Linux (tcp_abort_on_overflow = 0): the handshake-completing ACK is dropped
+                // while the accept queue is full; the SYN-ACK is retransmitted later and the
+                // client's ACK for it completes the handshake once there is room.
+                return;
+            }
             let cfg = &self.config;
             let ctl = &mut self.ctl;
             let mut reap = false;
@@ -647,13 +656,28 @@ impl TcpStack {
         }
     }
 
+    /// Whether `id` is an embryonic child whose listener's accept queue is full.
+    fn accept_queue_full_for(&self, id: SocketId) -> bool {
+        let Some(Socket { kind: Kind::Conn(c), .. }) = self.sockets.get(&id) else { return false };
+        if !matches!(c.state, ConnState::SynRcvd(_)) {
+            return false;
+        }
+        let Some(p) = c.parent else { return false };
+        match self.sockets.get(&p) {
+            Some(Socket { kind: Kind::Listener(l), .. }) => {
+                l.accept_queue.len() > l.backlog as usize
+            }
+            _ => false,
+        }
+    }
+
     /// A child of listener `p` reached ESTABLISHED: move it to the accept queue, or reset it
     /// when the queue is full.
     fn promote(&mut self, child: SocketId, p: SocketId) {
         let full = match self.sockets.get_mut(&p) {
             Some(Socket { kind: Kind::Listener(l), .. }) => {
                 l.syn_queue = l.syn_queue.saturating_sub(1);
-                if l.accept_queue.len() >= l.backlog as usize + 1 {
+                if l.accept_queue.len() > l.backlog as usize {
                     true
                 } else {
                     l.accept_queue.push_back(child);
@@ -703,6 +727,12 @@ impl TcpStack {
         // still in the LISTEN state. An acceptable reset segment should be formed ...
         // <SEQ=SEG.ACK><CTL=RST>".
         if f.contains(TcpFlags::ACK) {
+            if !f.contains(TcpFlags::SYN)
+                && self.config.syncookies
+                && self.cookie_accept(now, l, local, remote, seg)
+            {
+                return;
+            }
             if let Some(rst) = rst_for(seg) {
                 self.ctl.push_reply(*local.ip(), *remote.ip(), rst);
             }
@@ -722,10 +752,35 @@ impl TcpStack {
             _ => return,
         };
         let syn_limit = (self.config.syn_backlog as usize).max(1).min(backlog.max(1) * 8 + 8);
-        if syn_queued >= syn_limit || accepted > backlog {
-            // Queue overflow: drop the SYN (the peer retransmits). SYN cookies would answer
-            // statelessly here.
+        if accepted > backlog {
+            // Accept queue overflow: drop the SYN (the peer retransmits), as Linux does.
             self.ctl.stats_syn_dropped += 1;
+            return;
+        }
+        if syn_queued >= syn_limit {
+            if self.config.syncookies {
+                // RFC 4987 §3.6: answer statelessly with the state encoded in our ISN.
+                let mss = seg.options.mss.unwrap_or(536);
+                let iss = self.cookies.encode(now, local, remote, SeqNum::new(seg.seq), mss);
+                let synack = TcpRepr {
+                    src_port: local.port(),
+                    dst_port: remote.port(),
+                    seq: iss.get(),
+                    ack: seg.seq.wrapping_add(1),
+                    flags: TcpFlags::SYN | TcpFlags::ACK,
+                    window: self.config.recv_buffer.min(65_535) as u16,
+                    urgent: 0,
+                    options: joyride_ip::tcp::TcpOptions {
+                        mss: Some(self.config.mss),
+                        ..Default::default()
+                    },
+                    payload: &[],
+                };
+                self.ctl.push_reply(*local.ip(), *remote.ip(), synack);
+                self.ctl.stats_syncookies_sent += 1;
+            } else {
+                self.ctl.stats_syn_dropped += 1;
+            }
             return;
         }
         // The listener's local address may be the wildcard: the connection uses the segment's
@@ -747,6 +802,56 @@ impl TcpStack {
         if let Some(Socket { kind: Kind::Listener(q), .. }) = self.sockets.get_mut(&l) {
             q.syn_queue += 1;
         }
+    }
+
+    /// An ACK for a listener that may complete a SYN-cookie handshake (RFC 4987 §3.6): when the
+    /// cookie in `SEG.ACK - 1` is genuine, create the connection directly in ESTABLISHED.
+    fn cookie_accept(
+        &mut self,
+        now: Instant,
+        l: SocketId,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr<'_>,
+    ) -> bool {
+        let irs = SeqNum::new(seg.seq) - 1;
+        let iss = SeqNum::new(seg.ack) - 1;
+        let Some(mss) = self.cookies.decode(now, local, remote, irs, iss) else { return false };
+        let opts = match self.sockets.get(&l) {
+            Some(Socket { kind: Kind::Listener(q), opts, .. }) => {
+                if q.accept_queue.len() > q.backlog as usize {
+                    return true; // genuine but no room: drop, the client retransmits
+                }
+                *opts
+            }
+            _ => return false,
+        };
+        let ts_offset = self.ts_offset(now, local, remote);
+        let mut conn = Conn::new_from_cookie(
+            now,
+            &self.config,
+            opts,
+            local,
+            remote,
+            iss,
+            irs,
+            mss,
+            seg.window,
+            ts_offset,
+            l,
+        );
+        conn.input(now, &self.config, &mut self.ctl, seg);
+        let id = self.new_id();
+        self.sockets.insert(
+            id,
+            Socket { local: Some(local), opts, kind: Kind::Conn(Box::new(conn)), closed: false },
+        );
+        self.conns.insert((local, remote), id);
+        if let Some(Socket { kind: Kind::Listener(q), .. }) = self.sockets.get_mut(&l) {
+            q.syn_queue += 1; // promote() takes it off again
+        }
+        self.promote(id, l);
+        true
     }
 
     /// Emit everything due at `now`: data, ACKs, RSTs, retransmissions, probes.

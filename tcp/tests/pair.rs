@@ -157,3 +157,82 @@ fn bind_conflicts_and_ephemeral_ports() {
     assert_eq!(net.b.accept(a), Err(TcpError::WouldBlock));
     let _ = TcpConfig::freebsd();
 }
+
+#[test]
+fn syn_cookies_when_syn_queue_overflows() {
+    let mut cfg = TcpConfig::linux();
+    cfg.syn_backlog = 1;
+    let mut net = Net::new(TcpConfig::linux(), cfg);
+    let l = net.b.socket().unwrap();
+    net.b.bind(l, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80)).unwrap();
+    net.b.listen(l, 16).unwrap();
+    let now = net.now;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let c = net.a.socket().unwrap();
+            assert_eq!(net.a.connect(now, c, SocketAddrV4::new(B, 80)), Err(TcpError::InProgress));
+            c
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    assert!(net.run_until(Duration::from_millis(200), |n| {
+        while let Ok((s, _)) = n.b.accept(l) {
+            accepted.push(s);
+        }
+        accepted.len() == 4
+    }));
+    // All four answered within one RTT: the overflowing three by cookie, which carry only MSS.
+    let synacks: Vec<_> = net
+        .log
+        .iter()
+        .filter(|g| g.src == B && g.flags.contains(joyride_ip::tcp::TcpFlags::SYN))
+        .collect();
+    assert_eq!(synacks.len(), 4);
+    assert_eq!(synacks.iter().filter(|g| g.options.window_scale.is_none()).count(), 3);
+    // A cookie connection carries data.
+    let cookie: Vec<_> = clients.iter().filter(|c| !net.a.info(**c).unwrap().ts_ok).collect();
+    assert_eq!(cookie.len(), 3, "cookie connections run without timestamps");
+    let cookie_client = *cookie[0];
+    let now = net.now;
+    net.a.send(now, cookie_client, &[42u8; 5000]).unwrap();
+    let peer = net.a.local_addr(cookie_client).unwrap();
+    let server = *accepted.iter().find(|s| net.b.peer_addr(**s).unwrap() == peer).unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 8192];
+    assert!(net.run_until(Duration::from_secs(2), |n| {
+        while let Ok(k) = n.b.recv(server, &mut buf, false) {
+            if k == 0 {
+                break;
+            }
+            got += k;
+        }
+        got == 5000
+    }));
+}
+
+#[test]
+fn freebsd_profile_pins_wire_values() {
+    let mut net = Net::new(TcpConfig::freebsd(), TcpConfig::freebsd());
+    let (c, _l, s) = net.connect_pair();
+    let syn = &net.log[0];
+    assert_eq!(syn.window, 65535);
+    assert_eq!(syn.options.mss, Some(1460));
+    assert_eq!(syn.options.window_scale, Some(6));
+    assert!(syn.options.sack_permitted && syn.options.timestamps.is_some());
+    // Receive buffer rounded up to a multiple of the MSS in use once connected.
+    let mss = net.a.info(c).unwrap().snd_mss as usize;
+    let want = 65536usize.div_ceil(mss) * mss;
+    assert_eq!(
+        net.b.get_option(s, joyride_tcp::SockOptName::RecvBuffer),
+        Ok(joyride_tcp::SockOpt::RecvBuffer(want))
+    );
+}
+
+#[test]
+fn sysctl_style_tunables_change_the_stack() {
+    let mut net = Net::linux();
+    net.a.set_tunable("net.inet.tcp.sack.enable", "0").unwrap();
+    assert!(net.a.set_tunable("net.inet.tcp.no_such_thing", "1").is_err());
+    let (c, _l, _s) = net.connect_pair();
+    assert!(!net.a.info(c).unwrap().sack_ok);
+}

@@ -25,6 +25,8 @@ pub(crate) struct Ctl {
     challenge_epoch: u64,
     /// SYNs dropped because a listen queue was full.
     pub stats_syn_dropped: u64,
+    /// SYN-ACKs answered with a SYN cookie.
+    pub stats_syncookies_sent: u64,
 }
 
 impl Ctl {
@@ -35,6 +37,7 @@ impl Ctl {
             challenge_sent: 0,
             challenge_epoch: 0,
             stats_syn_dropped: 0,
+            stats_syncookies_sent: 0,
         }
     }
 
@@ -342,6 +345,9 @@ impl Conn {
             }
             return;
         }
+
+        // Any acceptable segment shows the peer is alive (keepalive, RFC 1122 §4.2.3.6).
+        t.keep_probes = 0;
 
         // Fifth: the ACK field.
         if !f.contains(TcpFlags::ACK) {

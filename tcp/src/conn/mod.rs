@@ -237,6 +237,47 @@ impl Conn {
         c
     }
 
+    /// A connection completed from a SYN cookie (RFC 4987 §3.6): ESTABLISHED at once, with the
+    /// MSS the cookie carried and no other options (they were not encoded).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_from_cookie(
+        now: Instant,
+        cfg: &TcpConfig,
+        opts: ConnOpts,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        irs: SeqNum,
+        mss: u16,
+        window: u16,
+        ts_offset: u32,
+        parent: SocketId,
+    ) -> Conn {
+        let mut c = Conn::new_active(now, cfg, opts, local, remote, iss, ts_offset);
+        // The SYN we never kept, rebuilt from what the cookie proves.
+        let syn = TcpRepr {
+            src_port: remote.port(),
+            dst_port: local.port(),
+            seq: irs.get(),
+            ack: 0,
+            flags: TcpFlags::SYN,
+            window,
+            urgent: 0,
+            options: joyride_ip::tcp::TcpOptions { mss: Some(mss), ..Default::default() },
+            payload: &[],
+        };
+        let mut tcb = Tcb::from_syn(now, cfg, &c.opts, iss, &syn, c.rcv.capacity(), ts_offset);
+        tcb.snd_una = iss + 1;
+        tcb.snd_nxt = iss + 1;
+        tcb.snd_max = iss + 1;
+        tcb.snd_wl1 = irs;
+        tcb.snd_wl2 = iss + 1;
+        c.state = ConnState::Established(tcb);
+        c.parent = Some(parent);
+        c.became_established = true;
+        c
+    }
+
     /// Apply changed socket options (buffer sizes only before data flows).
     pub(crate) fn set_opts(&mut self, opts: ConnOpts) {
         if opts.rcvbuf != self.opts.rcvbuf {

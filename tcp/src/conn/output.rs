@@ -15,23 +15,21 @@ use crate::seq::SeqNum;
 /// What a poll hands to the caller.
 pub(crate) type Emit<'e> = dyn FnMut(&TcpRepr<'_>) + 'e;
 
-/// The window field for `rcv` under shift `ws` (RFC 7323 §2.3), never moving the right edge
-/// left of `rcv_adv` (RFC 9293 §3.8.6.2.1 "shrinking the window ... strongly discouraged").
+/// The window field for `rcv` under shift `ws` (RFC 7323 §2.3): the free buffer space, capped
+/// at what the field can express, rounded down to the scale.
 fn window_field(t: &Tcb, rcv: &RecvBuffer) -> (u16, SeqNum) {
     let max = 65_535u32 << t.rcv_wscale;
     let mut wnd = (rcv.window() as u32).min(max);
-    let edge = t.rcv_adv.distance(t.rcv_nxt);
-    if t.rcv_adv.after(t.rcv_nxt) && edge > wnd && edge <= max {
-        wnd = edge;
+    // RFC 9293 §3.8.6.2.2 receiver SWS avoidance: do not offer a sliver of window (less than
+    // min(RCV.BUFF/4, MSS), as FreeBSD does) ...
+    if wnd < (rcv.capacity() as u32 / 4).min(u32::from(t.adv_mss)) {
+        wnd = 0;
     }
-    // Round up so the advertised edge is not left of the promise; the buffer has the room
-    // because the promise was made from it.
-    let field = wnd.div_ceil(1 << t.rcv_wscale).min(65_535);
-    let field = if (field << t.rcv_wscale) > (rcv.window() as u32).max(edge) {
-        wnd >> t.rcv_wscale
-    } else {
-        field
-    };
+    // ... but never move the right edge left of what was promised (§3.8.6.2.1).
+    if t.rcv_adv.after(t.rcv_nxt) {
+        wnd = wnd.max(t.rcv_adv.distance(t.rcv_nxt).min(max));
+    }
+    let field = wnd >> t.rcv_wscale;
     (field as u16, t.rcv_nxt + (field << t.rcv_wscale))
 }
 
@@ -344,6 +342,7 @@ impl Conn {
 
         // New data (and go-back-N retransmission after an RTO).
         while can_send_data {
+            #![allow(clippy::while_immutable_condition)] // the loop ends by `break`
             let off = t.snd_nxt.distance(base) as usize;
             let unsent = snd.len().saturating_sub(off);
             let fin_pending = t.fin_seq.is_some_and(|f| !t.snd_nxt.after(f));

@@ -321,7 +321,21 @@ impl Tcb {
         if self.ack_now || self.rexmit_now || self.window_update || self.has_new_data(c) {
             return Some(Instant::ZERO);
         }
-        [self.rto_at, self.delack_at, self.persist_at, self.keep_at].into_iter().flatten().min()
+        let unsent = c.snd.len() > self.snd_nxt.distance(self.data_base()) as usize;
+        if self.snd_wnd == 0 && unsent && self.snd_una == self.snd_max && self.persist_at.is_none()
+        {
+            // The persist timer must be armed (RFC 9293 §3.8.6.1).
+            return Some(Instant::ZERO);
+        }
+        let keep = if c.opts.keepalive
+            && matches!(c.state, super::ConnState::Established(_) | super::ConnState::CloseWait(_))
+            && self.snd_una == self.snd_max
+        {
+            Some(c.last_rx + c.opts.keep_idle + c.opts.keep_intvl * self.keep_probes)
+        } else {
+            None
+        };
+        [self.rto_at, self.delack_at, self.persist_at, keep].into_iter().flatten().min()
     }
 
     /// Whether new data (or our FIN) could be sent right now, window and Nagle permitting.

@@ -119,7 +119,7 @@ impl Net {
                 Fate::Deliver => self.queue.push_back(seg),
                 Fate::Drop => {}
                 Fate::Delay(d) => {
-                    seg.at = seg.at + d;
+                    seg.at += d;
                     self.queue.push_back(seg);
                 }
                 Fate::Duplicate => {
