@@ -21,9 +21,9 @@ pub mod error;
 pub mod rtt;
 pub mod sack;
 pub mod seq;
-pub mod syncookie;
 mod socket;
 mod socket_types;
+pub mod syncookie;
 
 pub use config::{CcAlgorithm, IsnPolicy, TcpConfig};
 pub use error::{TcpError, UnknownTunable};
