@@ -99,6 +99,9 @@ pub struct TcpConfig {
     pub rst_on_closed_port: bool,
     /// Send a RST on `close` when unread data remains (RFC 9293 §3.10.4, RFC 2525 §2.17).
     pub rst_on_unread_close: bool,
+    /// While only our FIN is unacknowledged, pure ACKs carry the FIN again (BSD
+    /// `tcp_output`; the FreeBSD scripts expect `F.` in CLOSING).
+    pub ack_repeats_fin: bool,
     /// Timestamp clock granularity (RFC 7323 §5.4: 1 ms to 1 s per tick).
     pub ts_granularity: Duration,
     /// The TSval of the first segment of a connection, for reproducible conformance runs
@@ -151,6 +154,7 @@ impl TcpConfig {
             drop_synfin: false,
             rst_on_closed_port: true,
             rst_on_unread_close: true,
+            ack_repeats_fin: false,
             ts_granularity: Duration::from_millis(1),
             ts_initial: None,
         }
@@ -175,6 +179,7 @@ impl TcpConfig {
             syn_backlog: 512,
             congestion: CcAlgorithm::NewReno,
             drop_synfin: false,
+            ack_repeats_fin: true,
             ..Self::linux()
         }
     }

@@ -434,8 +434,13 @@ impl TcpStack {
             if let Some(Socket { kind: Kind::Conn(c), closed, .. }) = self.sockets.get_mut(&id) {
                 *closed = true;
                 c.orphan = true;
+                // Embryonic connections vanish silently (FreeBSD's syncache, Linux's request
+                // socks); established but unaccepted ones are reset.
+                let embryonic = matches!(c.state, ConnState::SynRcvd(_));
                 if let Some(rst) = c.abort() {
-                    self.ctl.push_reply(*c.local.ip(), *c.remote.ip(), rst);
+                    if !embryonic {
+                        self.ctl.push_reply(*c.local.ip(), *c.remote.ip(), rst);
+                    }
                 }
             }
             self.reap(id);
@@ -629,6 +634,7 @@ impl TcpStack {
             let ctl = &mut self.ctl;
             let mut reap = false;
             let mut established = None;
+            let mut reopen = false;
             if let Some(Socket { kind: Kind::Conn(c), .. }) = self.sockets.get_mut(&id) {
                 let was = c.became_established;
                 c.input(now, cfg, ctl, seg);
@@ -636,6 +642,7 @@ impl TcpStack {
                     established = c.parent;
                 }
                 reap = c.is_closed();
+                reopen = core::mem::take(&mut c.reopen);
             }
             if let Some(p) = established {
                 self.promote(id, p);
@@ -643,7 +650,9 @@ impl TcpStack {
             if reap {
                 self.reap(id);
             }
-            return;
+            if !reopen {
+                return;
+            }
         }
         let listener = self
             .listeners

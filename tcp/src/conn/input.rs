@@ -162,6 +162,7 @@ impl Conn {
                 tcb.rtt.on_handshake_retransmitted();
             }
             self.state = ConnState::Established(tcb);
+            self.round_rcvbuf(cfg);
             self.on_established(cfg);
             // "If there are other controls or text in the segment, then continue processing at
             // the sixth step below where the URG bit is checked" (data in a SYN-ACK, a FIN).
@@ -176,21 +177,39 @@ impl Conn {
             tcb.syn_unacked = true;
             tcb.rto_at = Some(now);
             self.state = ConnState::SynRcvd(tcb);
+            self.round_rcvbuf(cfg);
+            if !seg.payload.is_empty() {
+                // RFC 9293 §3.10.7.3: text in the SYN is queued "for processing after the
+                // ESTABLISHED state has been reached" (it becomes readable then).
+                let n = self.rcv.write_at(0, seg.payload);
+                if let Some(t) = self.state.tcb_mut() {
+                    t.syn_data = n as u32;
+                }
+            }
         }
     }
 
-    /// Entering ESTABLISHED: FreeBSD rounds the receive buffer up to a multiple of the MSS.
-    fn on_established(&mut self, cfg: &TcpConfig) {
-        self.became_established = true;
+    /// Once the MSS is known (a SYN arrived), FreeBSD rounds the receive buffer up to a
+    /// multiple of it (`tcp_mss()`); `SO_RCVBUF` then reports the rounded size.
+    pub(crate) fn round_rcvbuf(&mut self, cfg: &TcpConfig) {
         let Some(t) = self.state.tcb() else { return };
         if cfg.round_rcvbuf_to_mss {
             let mss = usize::from(t.mss.max(1));
             let cap = self.rcv.capacity();
             let rounded = cap.div_ceil(mss) * mss;
-            if rounded != cap {
-                // Fails only when out-of-order data is held, which cannot be at this point.
-                let _ = self.rcv.set_capacity(rounded.min(cfg.max_buffer.max(cap)));
+            if rounded != cap && rounded <= cfg.max_buffer.max(cap) {
+                // Fails only when data is held, which cannot be at this point.
+                let _ = self.rcv.set_capacity(rounded);
             }
+        }
+    }
+
+    /// Entering ESTABLISHED: FreeBSD rounds the receive buffer up to a multiple of the MSS.
+    fn on_established(&mut self, _cfg: &TcpConfig) {
+        self.became_established = true;
+        if let Some(t) = self.state.tcb_mut() {
+            // Data that came with a simultaneous-open SYN becomes readable now.
+            t.rcv_nxt += core::mem::take(&mut t.syn_data);
         }
         if self.wr_shut {
             // close()/shutdown() during SYN-RECEIVED: the FIN goes out now (RFC 9293 §3.10.4).
@@ -208,24 +227,37 @@ impl Conn {
         }
     }
 
-    /// TIME-WAIT: re-ACK a retransmitted FIN and restart the 2·MSL timer; RFC 1337 (TIME-WAIT
-    /// assassination): ignore RSTs; a SYN is dropped (FreeBSD behaviour).
+    /// TIME-WAIT (RFC 9293 §3.10.7.4, with BSD's refinements): RSTs are ignored (RFC 1337,
+    /// TIME-WAIT assassination); a SYN above RCV.NXT may open a new incarnation (RFC 9293
+    /// §3.10.7.4 note / RFC 6191), which the socket table hands to the listener; segments
+    /// without ACK are dropped; a retransmitted FIN restarts the 2·MSL timer; anything but an
+    /// exact duplicate ACK is acknowledged.
     fn input_time_wait(&mut self, now: Instant, cfg: &TcpConfig, seg: &TcpRepr<'_>) {
         let ConnState::TimeWait(tw) = &mut self.state else { return };
         let f = seg.flags;
-        if f.contains(TcpFlags::RST) || f.contains(TcpFlags::SYN) {
-            return;
-        }
         let seq = SeqNum::new(seg.seq);
-        if f.contains(TcpFlags::FIN) && (seq + seg.payload.len() as u32) + 1 == tw.rcv_nxt {
-            // RFC 9293 §3.10.7.4 eighth step: "TIME-WAIT STATE: Remain in the TIME-WAIT state.
-            // Acknowledge it, and restart the 2 MSL timeout."
-            tw.ack_now = true;
-            tw.expires = now + cfg.msl * 2;
+        if f.contains(TcpFlags::RST) {
             return;
         }
-        if seq != tw.rcv_nxt || !seg.payload.is_empty() || f.contains(TcpFlags::FIN) {
-            // An unacceptable segment: "send an acknowledgment in reply".
+        if f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK) && seq.after(tw.rcv_nxt) {
+            self.reopen = true;
+            self.state = ConnState::Closed;
+            return;
+        }
+        if !f.contains(TcpFlags::ACK) {
+            return;
+        }
+        let len = seg.payload.len() as u32 + u32::from(f.contains(TcpFlags::SYN));
+        if f.contains(TcpFlags::FIN) && (seq + len) + 1 == tw.rcv_nxt {
+            // "TIME-WAIT STATE: Remain in the TIME-WAIT state. Acknowledge it, and restart the
+            // 2 MSL timeout."
+            tw.expires = now + cfg.msl * 2;
+        }
+        if f != TcpFlags::ACK
+            || !seg.payload.is_empty()
+            || seq != tw.rcv_nxt
+            || SeqNum::new(seg.ack) != tw.snd_nxt
+        {
             tw.ack_now = true;
         }
     }
@@ -233,7 +265,6 @@ impl Conn {
     /// RFC 9293 §3.10.7.4: SYN-RECEIVED and the synchronized states.
     fn input_synced(&mut self, now: Instant, cfg: &TcpConfig, ctl: &mut Ctl, seg: &TcpRepr<'_>) {
         let ts_val = self.ts_val(now);
-        let rcv_wnd = self.rcv.window() as u32;
         let is_synrcvd = matches!(self.state, ConnState::SynRcvd(_));
         let Some(t) = self.state.tcb_mut() else { return };
         t.segs_in += 1;
@@ -253,7 +284,9 @@ impl Conn {
         let _ = ts_val;
 
         // First: the sequence number (§3.10.7.4 acceptability table).
-        let wnd_end = t.rcv_nxt + rcv_wnd.max(t.rcv_adv.distance(t.rcv_nxt).min(1 << 30));
+        // RCV.WND is the window we advertised (its right edge never moves left).
+        let rcv_wnd = if t.rcv_adv.after(t.rcv_nxt) { t.rcv_adv.distance(t.rcv_nxt) } else { 0 };
+        let wnd_end = t.rcv_nxt + rcv_wnd;
         let acceptable = if len == 0 {
             if rcv_wnd == 0 {
                 seq == t.rcv_nxt
@@ -292,10 +325,14 @@ impl Conn {
                         Some(TcpError::ConnectionRefused)
                     }
                 }
+                // RFC 9293 lists no error for CLOSING/LAST-ACK; FreeBSD reports ECONNRESET
+                // for every synchronized state, as the conformance scripts expect.
                 ConnState::Established(_)
                 | ConnState::FinWait1(_)
                 | ConnState::FinWait2(_)
-                | ConnState::CloseWait(_) => Some(TcpError::ConnectionReset),
+                | ConnState::CloseWait(_)
+                | ConnState::Closing(_)
+                | ConnState::LastAck(_) => Some(TcpError::ConnectionReset),
                 _ => None,
             };
             self.die(err);
@@ -335,15 +372,21 @@ impl Conn {
             return;
         }
 
+        let mut old_dup = false;
         if !acceptable {
             // "If an incoming segment is not acceptable, an acknowledgment should be sent in
             // reply (unless the RST bit is set ...)".
             t.ack_now = true;
-            if len > 0 && seq.before(t.rcv_nxt) && cfg.dsack && t.sack_ok {
+            if !seq.before(t.rcv_nxt) {
+                return;
+            }
+            if !seg.payload.is_empty() && cfg.dsack && t.sack_ok {
                 // RFC 2883: report the duplicate.
                 t.dsack = Some((seq, seq + seg.payload.len() as u32));
             }
-            return;
+            // An entirely old segment: its text and FIN are dropped, but (as BSD does, Stevens
+            // vol. 2 p. 960) its ACK field is still processed, e.g. the ACK of our FIN.
+            old_dup = true;
         }
 
         // Any acceptable segment shows the peer is alive (keepalive, RFC 1122 §4.2.3.6).
@@ -426,14 +469,19 @@ impl Conn {
         // Trim data before RCV.NXT (§3.10.7.4 "trim off any portion ... that lies outside
         // the window").
         let Some(t) = self.state.tcb_mut() else { return };
-        if seq.before(t.rcv_nxt) && !seg.payload.is_empty() {
+        if seq.before(t.rcv_nxt) && !seg.payload.is_empty() && !old_dup {
             let dup = t.rcv_nxt.distance(seq).min(seg.payload.len() as u32);
+            // Duplicate data draws an immediate ACK (RFC 5681 §4.2), with a D-SACK block.
+            t.ack_now = true;
             if dup > 0 && cfg.dsack && t.sack_ok {
                 t.dsack = Some((seq, seq + dup));
             }
         }
         if seq.before(t.rcv_nxt) && seg.payload.is_empty() {
             seq = t.rcv_nxt;
+        }
+        if old_dup {
+            return;
         }
         self.process_text_and_fin(now, cfg, seg, seq);
     }
@@ -588,6 +636,18 @@ impl Conn {
             if !payload.is_empty() {
                 let offset = start.distance(t.rcv_nxt) as usize;
                 let had_ooo = !self.rcv.assembler().is_empty();
+                if t.dsack.is_none() && cfg.dsack && t.sack_ok {
+                    // RFC 2883 §4: data that duplicates out-of-order data already held.
+                    let end = offset + payload.len();
+                    let dup = self.rcv.assembler().ranges().find_map(|(o, l)| {
+                        let (a, b) = (o.max(offset), (o + l).min(end));
+                        (a < b).then_some((a, b))
+                    });
+                    if let Some((a, b)) = dup {
+                        t.dsack = Some((t.rcv_nxt + a as u32, t.rcv_nxt + b as u32));
+                        t.ack_now = true;
+                    }
+                }
                 let advance = self.rcv.write_at(offset, payload);
                 t.rcv_nxt += advance as u32;
                 t.bytes_received += advance as u64;

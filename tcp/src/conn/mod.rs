@@ -181,6 +181,9 @@ pub(crate) struct Conn {
     pub ts_offset: u32,
     /// Last time a segment arrived (keepalive idle time).
     pub last_rx: Instant,
+    /// A SYN arrived in TIME-WAIT that may start a new incarnation: the table closes this
+    /// connection and hands the SYN to the listener.
+    pub reopen: bool,
 }
 
 impl Conn {
@@ -211,6 +214,7 @@ impl Conn {
             became_established: false,
             ts_offset,
             last_rx: now,
+            reopen: false,
         }
     }
 
@@ -234,6 +238,7 @@ impl Conn {
         tcb.syn_unacked = true;
         c.state = ConnState::SynRcvd(tcb);
         c.parent = Some(parent);
+        c.round_rcvbuf(cfg);
         c
     }
 
@@ -346,6 +351,9 @@ impl Conn {
 
     /// `recv(2)`: copy (or peek) readable bytes; `Ok(0)` is EOF.
     pub(crate) fn recv(&mut self, buf: &mut [u8], peek: bool) -> Result<usize, TcpError> {
+        if matches!(self.state, ConnState::SynSent(_) | ConnState::SynRcvd(_)) {
+            return Err(TcpError::WouldBlock);
+        }
         if self.rcv.readable() > 0 {
             let before = self.rcv.window();
             let n = if peek { self.rcv.peek(buf, 0) } else { self.rcv.read(buf) };

@@ -461,8 +461,17 @@ impl Conn {
 
         // A pure ACK or window update.
         if t.ack_now || t.window_update {
-            let seq = t.snd_nxt;
-            emit_seg(t, snd, rcv, ports, ts_val, seq, 0, 0, TcpFlags::empty(), scratch, emit);
+            let (mut seq, mut flags) = (t.snd_nxt, TcpFlags::empty());
+            if cfg.ack_repeats_fin
+                && t.fin_seq == Some(t.snd_una)
+                && t.snd_max.after(t.snd_una)
+                && can_send_data
+            {
+                // BSD: while only our FIN is unacknowledged, an ACK carries it again.
+                seq = t.snd_una;
+                flags = TcpFlags::FIN;
+            }
+            emit_seg(t, snd, rcv, ports, ts_val, seq, 0, 0, flags, scratch, emit);
         }
     }
 }

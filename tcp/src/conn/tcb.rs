@@ -44,6 +44,8 @@ pub(crate) struct Tcb {
     pub rcv_nxt: SeqNum,
     /// Right edge of the window we last advertised (never moved left, RFC 9293 §3.8.6.2.1).
     pub rcv_adv: SeqNum,
+    /// Bytes of a simultaneous-open SYN's text held until ESTABLISHED (RCV.NXT then skips them).
+    pub syn_data: u32,
     /// Our FIN from the peer's side: the FIN's sequence number once it was seen out of order.
     pub peer_fin_at: Option<SeqNum>,
     // --- negotiated options ---
@@ -170,6 +172,7 @@ impl Tcb {
             ws_ok,
             rcv_nxt,
             rcv_adv: rcv_nxt,
+            syn_data: 0,
             peer_fin_at: None,
             mss,
             adv_mss,
