@@ -147,7 +147,11 @@ fn run(args: &Args) -> Result<(), String> {
             received.extend_from_slice(&buf[..n]);
         }
         if !p.step(now + limit) {
-            return Err(format!("network went idle after {} of {} bytes", received.len(), args.bytes));
+            return Err(format!(
+                "network went idle after {} of {} bytes",
+                received.len(),
+                args.bytes
+            ));
         }
     }
     let elapsed = p.now() - start;
