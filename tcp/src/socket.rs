@@ -623,6 +623,10 @@ impl TcpStack {
     ) {
         let local = SocketAddrV4::new(dst, seg.dst_port);
         let remote = SocketAddrV4::new(src, seg.src_port);
+        if self.config.drop_synfin && seg.flags.contains(TcpFlags::SYN | TcpFlags::FIN) {
+            // FreeBSD `net.inet.tcp.drop_synfin`: such segments are dropped in every state.
+            return;
+        }
         if let Some(&id) = self.conns.get(&(local, remote)) {
             if self.accept_queue_full_for(id) && seg.flags.contains(TcpFlags::ACK) {
                 // Linux (tcp_abort_on_overflow = 0): the handshake-completing ACK is dropped
@@ -735,6 +739,11 @@ impl TcpStack {
         // "Second, check for an ACK: ... Any acknowledgment is bad if it arrives on a connection
         // still in the LISTEN state. An acceptable reset segment should be formed ...
         // <SEQ=SEG.ACK><CTL=RST>".
+        if f.contains(TcpFlags::ACK | TcpFlags::SYN) {
+            // A SYN-ACK to a listener is dropped without a reply (FreeBSD, as the
+            // state-event-engine scripts pin it; RFC 9293 would answer with a RST).
+            return;
+        }
         if f.contains(TcpFlags::ACK) {
             if !f.contains(TcpFlags::SYN)
                 && self.config.syncookies

@@ -266,6 +266,8 @@ impl Conn {
     fn input_synced(&mut self, now: Instant, cfg: &TcpConfig, ctl: &mut Ctl, seg: &TcpRepr<'_>) {
         let ts_val = self.ts_val(now);
         let is_synrcvd = matches!(self.state, ConnState::SynRcvd(_));
+        let free = self.rcv.window() as u32;
+        let has_parent = self.parent.is_some();
         let Some(t) = self.state.tcb_mut() else { return };
         t.segs_in += 1;
         let f = seg.flags;
@@ -284,8 +286,13 @@ impl Conn {
         let _ = ts_val;
 
         // First: the sequence number (§3.10.7.4 acceptability table).
-        // RCV.WND is the window we advertised (its right edge never moves left).
-        let rcv_wnd = if t.rcv_adv.after(t.rcv_nxt) { t.rcv_adv.distance(t.rcv_nxt) } else { 0 };
+        // RCV.WND: the window we advertised (its right edge never moves left), or the free
+        // buffer space when larger (BSD's `sbspace`; the FreeBSD scripts probe the right edge
+        // of the buffer, 65700, not of the 16-bit field). An embryonic passive connection
+        // (FreeBSD's syncache) only knows the advertised window.
+        let adv = if t.rcv_adv.after(t.rcv_nxt) { t.rcv_adv.distance(t.rcv_nxt) } else { 0 };
+        let passive_embryo = is_synrcvd && has_parent;
+        let rcv_wnd = if passive_embryo { adv } else { adv.max(free) };
         let wnd_end = t.rcv_nxt + rcv_wnd;
         let acceptable = if len == 0 {
             if rcv_wnd == 0 {
@@ -312,6 +319,7 @@ impl Conn {
                 // send an acknowledgment (challenge ACK)".
                 if ctl.allow_challenge(now) {
                     t.ack_now = true;
+                    t.challenge = true;
                 }
                 return;
             }
@@ -351,6 +359,7 @@ impl Conn {
                 // "TCP MUST send an ACK (challenge ACK) to the remote peer".
                 if ctl.allow_challenge(now) {
                     t.ack_now = true;
+                    t.challenge = true;
                 }
                 return;
             }
@@ -456,7 +465,14 @@ impl Conn {
                 // FIN-WAIT-2 and continue processing in that state."
                 ConnState::FinWait1(t) => ConnState::FinWait2(t),
                 // "CLOSING: ... if the ACK acknowledges our FIN, then enter the TIME-WAIT state".
-                ConnState::Closing(t) => self.time_wait(now, cfg, &t),
+                // (The peer's FIN was acknowledged already: nothing more to send.)
+                ConnState::Closing(t) => {
+                    let mut tw = self.time_wait(now, cfg, &t);
+                    if let ConnState::TimeWait(w) = &mut tw {
+                        w.ack_now = false;
+                    }
+                    tw
+                }
                 // "LAST-ACK: ... If our FIN is now acknowledged, delete the TCB".
                 ConnState::LastAck(_) => ConnState::Closed,
                 other => other,

@@ -64,6 +64,7 @@ impl Tcb {
     /// Bookkeeping after any segment carrying our ACK went out.
     fn after_ack_sent(&mut self, edge: SeqNum) {
         self.ack_now = false;
+        self.challenge = false;
         self.delack_at = None;
         self.unacked_segs = 0;
         self.window_update = false;
@@ -463,6 +464,7 @@ impl Conn {
         if t.ack_now || t.window_update {
             let (mut seq, mut flags) = (t.snd_nxt, TcpFlags::empty());
             if cfg.ack_repeats_fin
+                && !t.challenge
                 && t.fin_seq == Some(t.snd_una)
                 && t.snd_max.after(t.snd_una)
                 && can_send_data

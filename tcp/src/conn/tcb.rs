@@ -85,6 +85,8 @@ pub(crate) struct Tcb {
     pub unacked_since: Option<Instant>,
     // --- receive-side ACK policy ---
     pub ack_now: bool,
+    /// The pending ACK is an RFC 5961 challenge ACK (sent bare, `<SEQ=SND.NXT>`).
+    pub challenge: bool,
     pub delack_at: Option<Instant>,
     /// Full-sized segments received since the last ACK.
     pub unacked_segs: u32,
@@ -195,6 +197,7 @@ impl Tcb {
             retries: 0,
             unacked_since: None,
             ack_now: false,
+            challenge: false,
             delack_at: None,
             unacked_segs: 0,
             dsack: None,
