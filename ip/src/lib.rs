@@ -16,12 +16,14 @@
 #![forbid(unsafe_code)]
 #![no_std]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod host;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod tcp;
