@@ -548,6 +548,39 @@ impl TcpOptions {
         self.fixed_len() + if sacks > 0 { 4 + 8 * sacks } else { 0 }
     }
 
+    /// The partial one's-complement sum of the bytes [`emit`](Self::emit) writes, computed
+    /// from the values (each group is 4-byte aligned, so words never straddle groups).
+    pub fn sum(&self) -> u32 {
+        let word = |hi: u8, lo: u8| u32::from(u16::from_be_bytes([hi, lo]));
+        let halves = |v: u32| (v >> 16) + (v & 0xFFFF);
+        let mut s = 0u32;
+        if let Some(mss) = self.mss {
+            s += word(kind::MSS, 4) + u32::from(mss);
+        }
+        if let Some((tsval, tsecr)) = self.timestamps {
+            s += if self.sack_permitted {
+                word(kind::SACK_PERM, 2)
+            } else {
+                word(kind::NOP, kind::NOP)
+            };
+            s += word(kind::TS, 10) + halves(tsval) + halves(tsecr);
+        } else if self.sack_permitted {
+            s += word(kind::NOP, kind::NOP) + word(kind::SACK_PERM, 2);
+        }
+        if let Some(shift) = self.window_scale {
+            s += word(kind::NOP, kind::WS) + word(3, shift);
+        }
+        let sacks = self.emitted_sack_len();
+        if sacks > 0 {
+            s += word(kind::NOP, kind::NOP) + word(kind::SACK, (2 + 8 * sacks) as u8);
+            for block in &self.sack()[..sacks] {
+                s += halves(block.left) + halves(block.right);
+            }
+        }
+        // At most 20 words of at most 0xFFFF each: no overflow.
+        s
+    }
+
     /// Writes the options in Linux's order and layout (`tcp_options_write`), every group
     /// 4-byte aligned; returns the bytes written ([`buffer_len`](Self::buffer_len)).
     ///
@@ -640,6 +673,24 @@ impl<'a> TcpRepr<'a> {
         self.header_len() + self.payload.len()
     }
 
+    /// The partial sum of the header as [`emit`](Self::emit) writes it (checksum field zero),
+    /// computed from the values.
+    fn header_sum(&self, header_len: u8) -> u32 {
+        let hi = |v: u32| v >> 16;
+        let lo = |v: u32| v & 0xFFFF;
+        u32::from(self.src_port)
+            + u32::from(self.dst_port)
+            + hi(self.seq)
+            + lo(self.seq)
+            + hi(self.ack)
+            + lo(self.ack)
+            // Data offset (high nibble of byte 12, reserved bits zero) and flags (byte 13).
+            + (u32::from(header_len / 4) << 12 | u32::from(self.flags.bits()))
+            + u32::from(self.window)
+            + u32::from(self.urgent)
+            + self.options.sum()
+    }
+
     /// The sequence space the segment occupies: data plus one for SYN and one for FIN
     /// (RFC 9293 §3.4, SEG.LEN).
     pub fn seg_len(&self) -> usize {
@@ -654,7 +705,8 @@ impl<'a> TcpRepr<'a> {
     /// [`buffer_len`](Self::buffer_len) (slice it first).
     ///
     /// # Panics
-    /// If the packet buffer's length is not [`buffer_len`](Self::buffer_len).
+    /// If the packet buffer's length is not [`buffer_len`](Self::buffer_len), or (software
+    /// checksum) the segment is longer than 65,535 bytes.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         packet: &mut TcpPacket<T>,
@@ -679,7 +731,20 @@ impl<'a> TcpRepr<'a> {
         self.options.emit(packet.options_mut());
         packet.payload_mut().copy_from_slice(self.payload);
         match checksum {
-            Checksum::Software => packet.fill_checksum(src, dst),
+            Checksum::Software => {
+                // RFC 9293 §3.1: pseudo-header, header with a zero checksum field, and data.
+                // Header and options are summed from the values and the data from
+                // `self.payload`, not re-read from the bytes just stored (which stalls on
+                // store-to-load forwarding); every part starts at an even offset.
+                let len =
+                    u16::try_from(self.buffer_len()).expect("TCP segment longer than 65535 bytes");
+                let s = checksum::combine(
+                    checksum::pseudo_header_v4(src, dst, PROTOCOL, len)
+                        + self.header_sum(header_len as u8),
+                    checksum::sum(self.payload),
+                );
+                packet.set_checksum(!checksum::fold(s));
+            }
             Checksum::Offloaded => packet.fill_pseudo_header_checksum(src, dst),
         }
     }
@@ -740,6 +805,25 @@ mod tests {
         repr.options.sack_permitted = false;
         assert_eq!(repr.options.emitted_sack_len(), 4);
         assert_eq!(repr.header_len(), 56);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn options_sum_matches_bytes(mss: Option<u16>, ws: Option<u8>, perm: bool,
+                                     ts: Option<(u32, u32)>, n in 0u8..=4,
+                                     edges: [u32; 8]) {
+            let mut o = TcpOptions { mss, window_scale: ws, sack_permitted: perm,
+                                     timestamps: ts, sack_len: n, ..TcpOptions::default() };
+            for (b, e) in o.sack_blocks.iter_mut().zip(edges.chunks_exact(2)) {
+                *b = SackBlock { left: e[0], right: e[1] };
+            }
+            let mut buf = [0u8; MAX_OPTIONS_LEN];
+            let len = o.emit(&mut buf);
+            proptest::prop_assert_eq!(
+                checksum::fold(o.sum()),
+                checksum::fold(checksum::reference_sum(&buf[..len]))
+            );
+        }
     }
 
     #[test]

@@ -245,7 +245,22 @@ impl<'a> UdpRepr<'a> {
         packet.set_len(len);
         packet.payload_mut().copy_from_slice(self.payload);
         match checksum {
-            Checksum::Software => packet.fill_checksum(src, dst),
+            Checksum::Software => {
+                // RFC 768: pseudo-header, header (checksum zero) and data. The header words are
+                // summed from the values and the data from `self.payload` rather than re-read
+                // from the bytes just stored (which stalls on store-to-load forwarding); the
+                // data starts at offset 8, so the partial sums combine.
+                let s = checksum::combine(
+                    checksum::pseudo_header_v4(src, dst, PROTOCOL, len)
+                        + u32::from(self.src_port)
+                        + u32::from(self.dst_port)
+                        + u32::from(len),
+                    checksum::sum(self.payload),
+                );
+                let c = !checksum::fold(s);
+                // RFC 768: a computed zero is transmitted as all ones.
+                packet.set_checksum(if c == 0 { 0xFFFF } else { c });
+            }
             Checksum::Offloaded => packet.fill_pseudo_header_checksum(src, dst),
         }
     }
