@@ -6,7 +6,7 @@ use joyride_base::Instant;
 
 use super::icmp::{error_allowed, TokenBucket};
 use super::iface::{is_unicast, Interface};
-use super::output::{Ipv4Send, Output};
+use super::output::{DontFragment, Ipv4Send, Output};
 use super::reasm::{ReasmDrop, ReasmResult, Reassembler};
 use super::udp::{Delivery, UdpError, UdpHandle, UdpSockets};
 use super::{Counters, Host, HostConfig};
@@ -400,8 +400,13 @@ fn icmp_input<'a>(
             // RFC 1122 §3.2.2.6: reply with the same identifier, sequence number and data,
             // the source and destination addresses swapped.
             let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
-            let opts =
-                Ipv4Send { ttl: cx.config.ttl, dscp: ip.dscp, ..Ipv4Send::new(IpProtocol::Icmp) };
+            // Linux's ICMP socket uses IP_PMTUDISC_DONT: replies go without DF.
+            let opts = Ipv4Send {
+                ttl: cx.config.ttl,
+                dscp: ip.dscp,
+                dont_frag: DontFragment::Dont,
+                ..Ipv4Send::new(IpProtocol::Icmp)
+            };
             let sent = cx.out.send_ipv4(
                 cx.iface,
                 cx.counters,
@@ -509,7 +514,14 @@ pub(crate) fn send_icmp_error_parts(
             Icmpv4Repr::TimeExceeded { code: TimeExceededCode::FragReassembly, header, data }
         }
     };
-    let opts = Ipv4Send { ttl, ..Ipv4Send::new(IpProtocol::Icmp) };
+    // RFC 1812 §4.3.2.5: ICMP errors carry precedence 6 (internetwork control), DSCP CS6,
+    // as Linux sends them.
+    let opts = Ipv4Send {
+        ttl,
+        dscp: 0x30,
+        dont_frag: DontFragment::Dont,
+        ..Ipv4Send::new(IpProtocol::Icmp)
+    };
     let sent = out.send_ipv4(iface, counters, now, orig.src, &opts, message.buffer_len(), |buf| {
         let _ = message.emit(&mut Icmpv4Packet::new_unchecked(buf), Checksum::Software);
     });
