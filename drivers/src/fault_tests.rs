@@ -97,6 +97,12 @@ fn tx_faults_match_probabilities_and_replay_from_the_seed() {
     let p = FaultProfile { drop: 0.1, duplicate: 0.05, reorder: 0.05, corrupt: 0.02 };
     let (s1, g1) = run(42, FaultProfile::default(), p);
     check_direction(s1.tx, p, &g1);
+    // Seeded, so the exact counts are fixed. Pinned from a recorded run (the statistical checks
+    // above are what say they are plausible): a change in roll order, in the RNG or in how
+    // frames flow through the wrapper shows up here.
+    let pinned =
+        FaultCounts { seen: N, dropped: 2009, duplicated: 874, reordered: 864, corrupted: 360 };
+    assert_eq!(s1.tx, pinned);
     assert_eq!(s1.rx, FaultCounts { seen: g1.len() as u64, ..Default::default() });
     let (s2, g2) = run(42, FaultProfile::default(), p);
     assert_eq!(s1, s2, "same seed, same faults");
@@ -110,6 +116,9 @@ fn rx_faults_match_probabilities() {
     let p = FaultProfile { drop: 0.05, duplicate: 0.1, reorder: 0.1, corrupt: 0.05 };
     let (s, g) = run(7, p, FaultProfile::default());
     check_direction(s.rx, p, &g);
+    let pinned =
+        FaultCounts { seen: N, dropped: 998, duplicated: 1874, reordered: 1687, corrupted: 941 };
+    assert_eq!(s.rx, pinned, "seeded: exact counts are deterministic (pinned from a recorded run)");
     assert_eq!(s.tx.dropped + s.tx.duplicated + s.tx.corrupted + s.tx.reordered, 0);
 }
 
