@@ -1,7 +1,8 @@
-//! # joyride-ip — wire formats and (later) the host's IP logic
+//! # joyride-ip — wire formats and the host's IP logic
 //!
 //! Layer: directly above `joyride-base`, below `joyride-tcp` and the service. No OS, no clock,
-//! no allocation, `#![forbid(unsafe_code)]`.
+//! `#![forbid(unsafe_code)]`. The wire formats never allocate; [`host`] (ARP, IPv4 input and
+//! output, reassembly, ICMP, UDP sockets) allocates its bounded tables when it is created.
 //!
 //! Every wire format follows one shape (DESIGN.md rule 1, after smoltcp's `wire/`):
 //!

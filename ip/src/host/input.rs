@@ -220,7 +220,7 @@ fn arp_input(cx: &mut Ctx<'_>, now: Instant, bytes: &[u8]) -> Inbound<'static> {
         // RFC 5227 §2.4: another host claims our address. Never learn it; defend with an
         // announcement at most once per DEFEND_INTERVAL (§2.4 (b)).
         if let Some(interval) = cx.config.defend {
-            if cx.last_defend.map_or(true, |t| now >= t + interval) {
+            if cx.last_defend.is_none_or(|t| now >= t + interval) {
                 *cx.last_defend = Some(now);
                 cx.out.send_announcement(cx.iface, cx.counters);
                 cx.counters.arp_defends_tx += 1;

@@ -249,6 +249,7 @@ impl Output {
     /// Builds and queues an IPv4 datagram to `dst` whose `payload_len`-byte payload `fill`
     /// writes; fragments it when it exceeds the MTU (RFC 791 §3.2) and parks it while ARP
     /// resolves the next hop.
+    #[allow(clippy::too_many_arguments)] // The host's parts, borrowed apart, plus the call's.
     pub(crate) fn send_ipv4(
         &mut self,
         iface: &Interface,

@@ -183,7 +183,7 @@ impl Reassembler {
         let end = start + payload.len() as u32;
         let existing = self.slots.iter().position(|s| s.key == Some(key));
         // RFC 791 §3.2: every fragment but the last carries a multiple of 8 octets.
-        if repr.more_frags && (payload.is_empty() || payload.len() % 8 != 0) {
+        if repr.more_frags && (payload.is_empty() || !payload.len().is_multiple_of(8)) {
             return ReasmResult::Dropped(ReasmDrop::BadLength);
         }
         if end as usize > MAX_DATAGRAM_PAYLOAD {

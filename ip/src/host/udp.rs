@@ -501,7 +501,7 @@ impl UdpSockets {
                 }
                 Some(_) => false,
             };
-            if ok && best.map_or(true, |(_, b)| score > b) {
+            if ok && best.is_none_or(|(_, b)| score > b) {
                 best = Some((i - 1, score));
             }
             i = s.next_on_port;
