@@ -1,4 +1,4 @@
-//! Packet buffers and their pools (safe API over [`crate::pool_raw`]).
+//! Packet buffers and their pools (safe API over `pool_raw`).
 
 use std::fmt;
 

@@ -43,7 +43,7 @@
 //! - [`fault::FaultNic`]: wraps any `Nic` with seeded drop/duplicate/reorder/corrupt.
 //!
 //! ## unsafe
-//! `#![deny(unsafe_code)]` here; only [`mmap`] (mappings and shared-memory accessors),
+//! `#![deny(unsafe_code)]` here; only `mmap` (mappings and shared-memory accessors),
 //! `pool_raw` (slot index → slice) and [`sys`] (syscalls) may use it, each block with a
 //! `// SAFETY:` comment. Nothing else touches raw memory.
 #![deny(unsafe_code)]

@@ -1,5 +1,5 @@
 //! The syscall edge (DESIGN.md rule 8): every socket call, ioctl and `setns` the backends make is
-//! one small function here with a safe signature. Memory mapping lives in [`crate::mmap`].
+//! one small function here with a safe signature. Memory mapping lives in `mmap`.
 
 use std::fs::File;
 use std::io;
