@@ -417,6 +417,7 @@ impl<'a> TcpOptionIter<'a> {
         TcpOptionIter { rest: options }
     }
 
+    #[inline]
     fn parse_one(&mut self) -> Result<TcpOption<'a>> {
         let rest = self.rest;
         let kind = rest[0];
@@ -471,6 +472,7 @@ impl<'a> TcpOptionIter<'a> {
 impl<'a> Iterator for TcpOptionIter<'a> {
     type Item = Result<TcpOption<'a>>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
@@ -491,6 +493,9 @@ impl TcpOptions {
     ///
     /// # Errors
     /// [`Error::Malformed`] for a malformed option (see [`TcpOptionIter`]).
+    // Inlined so the value is built in place: returned out of line, it was stored field by
+    // field and re-read with wide loads, which stalls on store-to-load forwarding.
+    #[inline]
     pub fn parse(raw: &[u8]) -> Result<TcpOptions> {
         let mut opts = TcpOptions::default();
         for option in TcpOptionIter::new(raw) {
@@ -510,11 +515,13 @@ impl TcpOptions {
     }
 
     /// The valid SACK blocks (at most 4, whatever `sack_len` says).
+    #[inline]
     pub fn sack(&self) -> &[SackBlock] {
         &self.sack_blocks[..usize::from(self.sack_len.min(4))]
     }
 
     /// Bytes of everything but SACK blocks, in the layout [`emit`](Self::emit) writes.
+    #[inline]
     const fn fixed_len(&self) -> usize {
         let mut len = 0;
         if self.mss.is_some() {
@@ -533,6 +540,7 @@ impl TcpOptions {
 
     /// How many SACK blocks [`emit`](Self::emit) writes: `sack_len`, reduced to what fits in
     /// the 40 option bytes beside the other options (as Linux does).
+    #[inline]
     pub fn emitted_sack_len(&self) -> usize {
         let room = MAX_OPTIONS_LEN.saturating_sub(self.fixed_len());
         // nop,nop,kind,len then 8 bytes a block.
@@ -543,6 +551,7 @@ impl TcpOptions {
     /// Bytes [`emit`](Self::emit) writes: a multiple of 4, at most 40 (SACK blocks that do not
     /// fit are dropped). Panics in `emit` only if MSS, timestamps and window scale alone
     /// overflow 40 bytes, which they cannot (20 bytes).
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         let sacks = self.emitted_sack_len();
         self.fixed_len() + if sacks > 0 { 4 + 8 * sacks } else { 0 }
@@ -550,6 +559,7 @@ impl TcpOptions {
 
     /// The partial one's-complement sum of the bytes [`emit`](Self::emit) writes, computed
     /// from the values (each group is 4-byte aligned, so words never straddle groups).
+    #[inline]
     pub fn sum(&self) -> u32 {
         let word = |hi: u8, lo: u8| u32::from(u16::from_be_bytes([hi, lo]));
         let halves = |v: u32| (v >> 16) + (v & 0xFFFF);
@@ -664,17 +674,20 @@ impl<'a> TcpRepr<'a> {
 
     /// The header length emit writes: 20 bytes plus the options (see
     /// [`TcpOptions::buffer_len`]).
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options.buffer_len()
     }
 
     /// Bytes needed to emit this segment: header plus data.
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         self.header_len() + self.payload.len()
     }
 
     /// The partial sum of the header as [`emit`](Self::emit) writes it (checksum field zero),
     /// computed from the values.
+    #[inline]
     fn header_sum(&self, header_len: u8) -> u32 {
         let hi = |v: u32| v >> 16;
         let lo = |v: u32| v & 0xFFFF;
@@ -693,6 +706,7 @@ impl<'a> TcpRepr<'a> {
 
     /// The sequence space the segment occupies: data plus one for SYN and one for FIN
     /// (RFC 9293 §3.4, SEG.LEN).
+    #[inline]
     pub fn seg_len(&self) -> usize {
         self.payload.len()
             + usize::from(self.flags.contains(TcpFlags::SYN))
@@ -715,9 +729,10 @@ impl<'a> TcpRepr<'a> {
         checksum: Checksum,
     ) {
         let header_len = self.header_len();
+        let total = header_len + self.payload.len();
         assert_eq!(
             packet.buffer.as_ref().len(),
-            header_len + self.payload.len(),
+            total,
             "TCP emit buffer length must equal buffer_len()"
         );
         packet.set_src_port(self.src_port);
@@ -736,8 +751,7 @@ impl<'a> TcpRepr<'a> {
                 // Header and options are summed from the values and the data from
                 // `self.payload`, not re-read from the bytes just stored (which stalls on
                 // store-to-load forwarding); every part starts at an even offset.
-                let len =
-                    u16::try_from(self.buffer_len()).expect("TCP segment longer than 65535 bytes");
+                let len = u16::try_from(total).expect("TCP segment longer than 65535 bytes");
                 let s = checksum::combine(
                     checksum::pseudo_header_v4(src, dst, PROTOCOL, len)
                         + self.header_sum(header_len as u8),
