@@ -79,6 +79,18 @@ impl Producer {
         Ok(self.geo.entries - used)
     }
 
+    /// Free slots by the cached tail, re-reading the consumer's tail only when that says full
+    /// (so a streaming producer touches the consumer's cache line once per lap, not per entry).
+    pub fn room(&mut self, r: &Region) -> Result<u32, RingError> {
+        let cached =
+            self.geo.entries - self.head.wrapping_sub(self.cached_tail).min(self.geo.entries);
+        if cached > 0 {
+            Ok(cached)
+        } else {
+            self.free(r)
+        }
+    }
+
     /// Pushes one entry and publishes it. `Ok(false)` if the ring is full.
     pub fn push(&mut self, r: &Region, e: &Entry) -> Result<bool, RingError> {
         if self.head.wrapping_sub(self.cached_tail) >= self.geo.entries && self.free(r)? == 0 {
@@ -150,6 +162,23 @@ impl Consumer {
     /// Consumes the entry last peeked, publishing the new tail (Release).
     pub fn advance(&mut self, r: &Region) -> Result<(), RingError> {
         self.tail = self.tail.wrapping_add(1);
+        let tail = r.atomic_u32(self.geo.tail()).ok_or(RingError { head: 0, tail: self.tail })?;
+        tail.store(self.tail, Ordering::Release);
+        Ok(())
+    }
+
+    /// Copies the next entry out and consumes it locally without publishing the tail; call
+    /// [`Consumer::release`] after a batch (the producer sees the space only then).
+    pub fn pop_deferred(&mut self, r: &Region) -> Result<Option<Entry>, RingError> {
+        let e = self.peek(r)?;
+        if e.is_some() {
+            self.tail = self.tail.wrapping_add(1);
+        }
+        Ok(e)
+    }
+
+    /// Publishes the local tail (Release): slots consumed so far may be reused.
+    pub fn release(&self, r: &Region) -> Result<(), RingError> {
         let tail = r.atomic_u32(self.geo.tail()).ok_or(RingError { head: 0, tail: self.tail })?;
         tail.store(self.tail, Ordering::Release);
         Ok(())
@@ -230,6 +259,25 @@ mod tests {
             }
             assert_eq!(c.pop(&r).unwrap(), None);
         }
+    }
+
+    #[test]
+    fn deferred_release_and_cached_room() {
+        let r = Region::create(c"ring", 4096).unwrap();
+        let mut p = Producer::new(0, 4, 0);
+        let mut c = Consumer::new(0, 4, 0);
+        assert_eq!(p.room(&r).unwrap(), 4);
+        for i in 0..4 {
+            p.write_slot(&r, &entry(i)).unwrap();
+        }
+        assert_eq!(c.pop(&r).unwrap(), None, "nothing visible before publish");
+        p.publish(&r).unwrap();
+        assert_eq!(c.pop_deferred(&r).unwrap(), Some(entry(0)));
+        assert_eq!(c.pop_deferred(&r).unwrap(), Some(entry(1)));
+        assert_eq!(p.room(&r).unwrap(), 0, "tail not released yet");
+        c.release(&r).unwrap();
+        assert_eq!(p.room(&r).unwrap(), 2);
+        assert_eq!(c.pop_deferred(&r).unwrap(), Some(entry(2)));
     }
 
     #[test]
