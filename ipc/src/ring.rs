@@ -12,7 +12,7 @@
 //!
 //! Each side keeps its own index in private memory and never reads it back from the region;
 //! the other side's index is read and checked: `head − tail ≤ entries`, else the ring is
-//! [`RingError::Corrupt`] (the peer lied), which the service turns into poisoning.
+//! a [`RingError`] (the peer lied), which the service turns into poisoning.
 
 use crate::layout::{CACHE_LINE, ENTRY_SIZE, RING_HEADER};
 use crate::shm::Region;
