@@ -62,10 +62,15 @@ mod tests {
         let mut a = SplitMix64::new(7);
         let mut b = SplitMix64::new(7);
         for _ in 0..1000 {
-            let x = a.next_u64();
-            assert_eq!(x, b.next_u64());
-            assert!(a.below(10) < 10);
+            assert_eq!(a.next_u64(), b.next_u64());
         }
+        let mut seen = [false; 10];
+        for _ in 0..1000 {
+            let x = a.below(10);
+            assert!(x < 10);
+            seen[x as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "below(10) never produced some value");
         assert_eq!(a.below(0), 0);
         assert!(!a.chance(0.0));
         assert!(a.chance(1.0));
