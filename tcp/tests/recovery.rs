@@ -280,8 +280,13 @@ fn rst_in_window_but_not_exact_draws_challenge_ack() {
     assert_eq!(net.b.state(s), Ok(State::Established));
 }
 
+/// Case count: `JOYRIDE_PROPTEST_CASES` overrides the default (CI runs more).
+fn cases(default: u32) -> u32 {
+    std::env::var("JOYRIDE_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), .. ProptestConfig::default() })]
     /// Random loss, reordering and duplication still deliver the whole stream exactly once,
     /// and both sides close.
     #[test]

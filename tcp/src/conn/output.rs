@@ -256,7 +256,7 @@ impl Conn {
                 t.snd_max = t.iss + 1;
                 t.rto_at = Some(now + t.rtt.rto());
             }
-            if t.ack_now {
+            if t.ack_now || t.window_update {
                 let (a, b) = (t.snd_nxt, 0);
                 emit_seg(t, snd, rcv, ports, ts_val, a, b, 0, TcpFlags::empty(), scratch, emit);
             }
@@ -298,8 +298,7 @@ impl Conn {
         let base = t.data_base();
 
         // Fast retransmit / recovery (RFC 5681 §3.2, RFC 6582, RFC 6675 §5).
-        if t.rexmit_now && can_send_data {
-            t.rexmit_now = false;
+        if core::mem::take(&mut t.rexmit_now) && can_send_data {
             let first = core::mem::take(&mut t.rexmit_first);
             // At most one window's worth per poll; each pass sends one segment.
             for pass in 0..64 {
@@ -442,8 +441,7 @@ impl Conn {
         }
 
         // Keepalive (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6): probe <SEQ=SND.UNA-1> when idle.
-        if opts.keepalive && keepalive_state && t.snd_una == t.snd_max && unsent == 0 {
-            let due = last_rx + opts.keep_idle + opts.keep_intvl * t.keep_probes;
+        if let Some(due) = t.keepalive_due(&opts, last_rx, keepalive_state, snd.len()) {
             if due <= now {
                 if t.keep_probes >= opts.keep_cnt {
                     self.die(Some(TcpError::TimedOut));

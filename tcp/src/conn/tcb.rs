@@ -328,25 +328,55 @@ impl Tcb {
             return Some(Instant::ZERO);
         }
         let unsent = c.snd.len() > self.snd_nxt.distance(self.data_base()) as usize;
-        if self.snd_wnd == 0 && unsent && self.snd_una == self.snd_max && self.persist_at.is_none()
+        let sending = matches!(
+            c.state,
+            super::ConnState::Established(_)
+                | super::ConnState::CloseWait(_)
+                | super::ConnState::FinWait1(_)
+                | super::ConnState::Closing(_)
+                | super::ConnState::LastAck(_)
+        );
+        if sending
+            && self.snd_wnd == 0
+            && unsent
+            && self.snd_una == self.snd_max
+            && self.persist_at.is_none()
         {
             // The persist timer must be armed (RFC 9293 §3.8.6.1).
             return Some(Instant::ZERO);
         }
-        let keep = if c.opts.keepalive
-            && matches!(c.state, super::ConnState::Established(_) | super::ConnState::CloseWait(_))
-            && self.snd_una == self.snd_max
-        {
-            Some(c.last_rx + c.opts.keep_idle + c.opts.keep_intvl * self.keep_probes)
-        } else {
-            None
-        };
+        let idle_state =
+            matches!(c.state, super::ConnState::Established(_) | super::ConnState::CloseWait(_));
+        let keep = self.keepalive_due(&c.opts, c.last_rx, idle_state, c.snd.len());
         [self.rto_at, self.delack_at, self.persist_at, keep].into_iter().flatten().min()
+    }
+
+    /// When the next keepalive probe is due (RFC 1122 §4.2.3.6: only on an idle connection with
+    /// nothing outstanding or queued); `None` when keepalive does not apply. `poll_at` and the
+    /// sender use this one rule, so a deadline never fires without an action.
+    pub(crate) fn keepalive_due(
+        &self,
+        opts: &ConnOpts,
+        last_rx: Instant,
+        idle_state: bool,
+        snd_len: usize,
+    ) -> Option<Instant> {
+        let unsent = snd_len > self.snd_nxt.distance(self.data_base()) as usize;
+        (opts.keepalive && idle_state && self.snd_una == self.snd_max && !unsent)
+            .then(|| last_rx + opts.keep_idle + opts.keep_intvl * self.keep_probes)
     }
 
     /// Whether new data (or our FIN) could be sent right now, window and Nagle permitting.
     pub(crate) fn has_new_data(&self, c: &Conn) -> bool {
-        if self.syn_unacked {
+        let sending = matches!(
+            c.state,
+            super::ConnState::Established(_)
+                | super::ConnState::CloseWait(_)
+                | super::ConnState::FinWait1(_)
+                | super::ConnState::Closing(_)
+                | super::ConnState::LastAck(_)
+        );
+        if self.syn_unacked || !sending {
             return false;
         }
         let sent = self.snd_nxt.distance(self.data_base()) as usize;

@@ -81,6 +81,8 @@ pub struct Net {
     /// Every segment emitted (before the filter), for assertions.
     pub log: Vec<Seg>,
     pub keep_log: bool,
+    stalls: u32,
+    idle: bool,
 }
 
 impl Net {
@@ -98,6 +100,8 @@ impl Net {
             filter: Box::new(|_| Fate::Deliver),
             log: Vec::new(),
             keep_log: true,
+            stalls: 0,
+            idle: false,
         }
     }
 
@@ -147,6 +151,22 @@ impl Net {
     /// Advance: emit what is due, deliver what arrived, move the clock to the next event.
     /// Returns false when nothing is pending at all.
     pub fn step(&mut self) -> bool {
+        let before = self.now;
+        self.step_inner();
+        if self.now == before {
+            self.stalls += 1;
+            assert!(
+                self.stalls < 10_000,
+                "livelock: poll_at stays at {:?} with nothing to do",
+                self.now
+            );
+        } else {
+            self.stalls = 0;
+        }
+        !self.idle
+    }
+
+    fn step_inner(&mut self) {
         self.collect();
         self.deliver();
         self.collect();
@@ -159,9 +179,9 @@ impl Net {
                 if t > self.now {
                     self.now = t;
                 }
-                true
+                self.idle = false;
             }
-            None => false,
+            None => self.idle = true,
         }
     }
 
