@@ -193,7 +193,7 @@ pub struct TcpInfo {
     pub ssthresh: u32,
     /// The MSS used for sending.
     pub snd_mss: u16,
-    /// The MSS the peer announced... the one we advertise.
+    /// The MSS we advertised to the peer.
     pub rcv_mss: u16,
     /// Peer's window in bytes (scaled).
     pub snd_wnd: u32,
@@ -226,8 +226,8 @@ pub struct TcpInfo {
 /// One connection of the table, for `sockstat`-like listings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnEntry {
-    /// The socket, if the application still holds it (`None` for orphans in FIN-WAIT/TIME-WAIT
-    /// and embryonic connections not yet accepted are listed with their own id).
+    /// The socket's id (orphans in FIN-WAIT/TIME-WAIT and embryonic connections not yet
+    /// accepted are listed with their internal id, which the application never saw).
     pub id: SocketId,
     /// Local address.
     pub local: core::net::SocketAddrV4,
