@@ -80,11 +80,11 @@ struct Entry {
 pub enum Lookup {
     /// The MAC to send to.
     Known(EthernetAddress),
-    /// Not resolved (yet): queue the packet with [`ArpCache::enqueue`].
+    /// Not resolved (yet): queue the packet with `ArpCache::enqueue`.
     Unresolved,
 }
 
-/// The outcome of [`ArpCache::enqueue`].
+/// The outcome of `ArpCache::enqueue`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Enqueued {
     /// A new resolution started: send a broadcast request for the address now.
@@ -107,7 +107,7 @@ pub(crate) enum Learned {
     Absent,
 }
 
-/// A timer's consequence, reported by [`ArpCache::poll`].
+/// A timer's consequence, reported by `ArpCache::poll`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ArpEvent {
     /// Send a request for `ip`: broadcast when `to` is `None`, else unicast to `to` (probe).
@@ -364,7 +364,7 @@ impl ArpCache {
         }
     }
 
-    /// The earliest instant [`Self::poll`] has something to do.
+    /// The earliest instant `Self::poll` has something to do.
     pub fn poll_at(&self) -> Option<Instant> {
         self.entries
             .iter()
