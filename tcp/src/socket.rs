@@ -4,6 +4,7 @@
 //! outbound ones leave through [`TcpStack::poll_transmit`], and [`TcpStack::poll_at`] tells the
 //! caller when to poll next. Time is always passed in as `now`.
 
+use core::hash::{BuildHasherDefault, Hasher};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{HashMap, VecDeque};
 use std::vec::Vec;
@@ -26,6 +27,29 @@ const EPHEMERAL: (u16, u16) = (49152, 65535);
 
 /// A connection 4-tuple: (local, remote).
 type FourTuple = (SocketAddrV4, SocketAddrV4);
+
+/// The hasher of the socket table: ids are the table's own sequential numbers, never chosen by
+/// a peer, so one multiplication spreads them (std's keyed SipHash cost ~100 instructions on
+/// each of the several lookups per segment). Tables keyed by what peers send (the 4-tuple
+/// demultiplexer) keep SipHash against hash flooding.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (self.0 ^ u64::from(v)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<SocketId, V, BuildHasherDefault<IdHasher>>;
 
 /// A listening socket's queues (RFC 9293 §3.10.1 passive OPEN with a backlog).
 #[derive(Debug, Default)]
@@ -63,9 +87,12 @@ pub struct TcpStack {
     cookies: SynCookies,
     rng: SplitMix64,
     local_addrs: Vec<Ipv4Addr>,
-    sockets: HashMap<SocketId, Socket>,
+    sockets: IdMap<Socket>,
     next_id: u32,
     conns: HashMap<FourTuple, SocketId>,
+    /// The last 4-tuple found in `conns` (a bulk flow's segments skip the keyed hash);
+    /// cleared whenever an entry leaves `conns`.
+    demux_cache: Option<(FourTuple, SocketId)>,
     listeners: HashMap<SocketAddrV4, SocketId>,
     ctl: Ctl,
     /// Copy space for segments whose payload wraps the send ring (allocated once).
@@ -89,9 +116,10 @@ impl TcpStack {
             cookies: SynCookies::new(secret),
             rng: SplitMix64::new(seed),
             local_addrs: Vec::new(),
-            sockets: HashMap::new(),
+            sockets: IdMap::default(),
             next_id: 1,
             conns: HashMap::new(),
+            demux_cache: None,
             listeners: HashMap::new(),
             scratch: vec![0u8; 65536],
         }
@@ -318,6 +346,7 @@ impl TcpStack {
         let conn = Conn::new_active(now, &self.config, sock.opts, local, remote, iss, ts_offset);
         sock.kind = Kind::Conn(Box::new(conn));
         self.conns.insert((local, remote), s);
+        self.demux_cache = None;
         Err(TcpError::InProgress)
     }
 
@@ -415,6 +444,54 @@ impl TcpStack {
         Ok(())
     }
 
+    /// RFC 9293 §3.10.5 ABORT on the connection of `s`: a RST goes out when the connection is
+    /// synchronized (none from SYN-SENT or TIME-WAIT), the connection is deleted at once, and
+    /// the socket id stays valid: its next call reports [`TcpError::ConnectionAborted`]
+    /// (FreeBSD's `tcp_drop(tp, ECONNABORTED)`). On a listener: stop listening, as `shutdown`.
+    pub fn abort(&mut self, now: Instant, s: SocketId) -> Result<(), TcpError> {
+        let _ = now;
+        match &self.sock(s)?.kind {
+            Kind::Conn(_) => {
+                self.abort_conn(s);
+                Ok(())
+            }
+            Kind::Listener(_) => {
+                self.close_listener(s);
+                Ok(())
+            }
+            Kind::Idle => Err(TcpError::NotConnected),
+        }
+    }
+
+    /// FreeBSD's `tcpdrop local remote`: abort the connection with these addresses, whether or
+    /// not the application still holds its socket (an orphan in FIN-WAIT or TIME-WAIT goes
+    /// too). `NotConnected` when no such connection exists.
+    pub fn drop_connection(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> Result<(), TcpError> {
+        let _ = now;
+        let id = *self.conns.get(&(local, remote)).ok_or(TcpError::NotConnected)?;
+        self.abort_conn(id);
+        Ok(())
+    }
+
+    /// Reset and delete the connection of socket `id` (closed by the application or not).
+    fn abort_conn(&mut self, id: SocketId) {
+        let Some(Socket { kind: Kind::Conn(c), .. }) = self.sockets.get_mut(&id) else { return };
+        let live = !c.is_closed();
+        if let Some(rst) = c.abort() {
+            self.ctl.push_reply(*c.local.ip(), *c.remote.ip(), rst);
+        }
+        if live {
+            c.error = Some(TcpError::ConnectionAborted);
+            c.dead = Some(TcpError::ConnectionAborted);
+        }
+        self.reap(id);
+    }
+
     /// Stop listening: unaccepted children are reset (RFC 9293 §3.10.4 for a listener
     /// "any outstanding RECEIVEs are returned"; Linux resets queued connections).
     fn close_listener(&mut self, s: SocketId) {
@@ -459,6 +536,7 @@ impl TcpStack {
         let was_queued = c.became_established;
         if self.conns.get(&key) == Some(&s) {
             self.conns.remove(&key);
+            self.demux_cache = None;
         }
         if sock.closed || parent.is_some() {
             self.sockets.remove(&s);
@@ -627,7 +705,7 @@ impl TcpStack {
             // FreeBSD `net.inet.tcp.drop_synfin`: such segments are dropped in every state.
             return;
         }
-        if let Some(&id) = self.conns.get(&(local, remote)) {
+        if let Some(id) = self.demux(local, remote) {
             if self.accept_queue_full_for(id) && seg.flags.contains(TcpFlags::ACK) {
                 // Linux (tcp_abort_on_overflow = 0): the handshake-completing ACK is dropped
                 // while the accept queue is full; the SYN-ACK is retransmitted later and the
@@ -666,6 +744,19 @@ impl TcpStack {
         match listener {
             Some(l) => self.listen_input(now, l, local, remote, seg),
             None => self.closed_input(dst, src, seg),
+        }
+    }
+
+    /// The connection with this 4-tuple, through the one-entry cache.
+    fn demux(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<SocketId> {
+        let key = (local, remote);
+        match self.demux_cache {
+            Some((k, id)) if k == key => Some(id),
+            _ => {
+                let id = *self.conns.get(&key)?;
+                self.demux_cache = Some((key, id));
+                Some(id)
+            }
         }
     }
 
@@ -817,6 +908,7 @@ impl TcpStack {
             Socket { local: Some(local), opts, kind: Kind::Conn(Box::new(conn)), closed: false },
         );
         self.conns.insert((local, remote), id);
+        self.demux_cache = None;
         if let Some(Socket { kind: Kind::Listener(q), .. }) = self.sockets.get_mut(&l) {
             q.syn_queue += 1;
         }
@@ -865,6 +957,7 @@ impl TcpStack {
             Socket { local: Some(local), opts, kind: Kind::Conn(Box::new(conn)), closed: false },
         );
         self.conns.insert((local, remote), id);
+        self.demux_cache = None;
         if let Some(Socket { kind: Kind::Listener(q), .. }) = self.sockets.get_mut(&l) {
             q.syn_queue += 1; // promote() takes it off again
         }
