@@ -1,0 +1,421 @@
+//! The connection to the service: set up on the first `socket(AF_INET, …)`, then shared by all
+//! threads. Commands go through one mutex-protected [`ClientRegion`]; readiness and stream
+//! positions are read lock-free through a second mapping of the same region ([`View`]).
+//!
+//! ## Blocking: spin, then sleep on the doorbell
+//! [`Conn::block`] re-checks the caller's condition for `JOYRIDE_SPIN_US` (default 50 µs), then
+//! follows the ipc wake-up protocol (`PROTOCOL.md` §9): increment `app_waiting`, SeqCst fence,
+//! re-check (and compare `wake_seq`), then `ppoll` on the event doorbell together with the
+//! caller's kernel fds and a private **bell** (an eventfd per sleeping thread).
+//!
+//! Several threads may sleep at once, but the doorbell is one eventfd that a woken thread must
+//! drain (else it stays readable and every later sleep returns at once). A thread that drains it
+//! therefore rings the bell of every other registered sleeper, so a sleeper that checked the
+//! condition just before the drain and entered `ppoll` just after still wakes. Bells live in a
+//! fixed table of [`BELLS`] slots and are never closed (a ring can never hit a reused fd).
+//! `close`/`shutdown` ring all bells too, so sleepers re-check their sockets.
+
+use crate::clock::{self, Deadline};
+use crate::errno::{Errno, Res};
+use crate::libc_next as sys;
+use joyride_ipc::layout::{hdr, slot, status};
+use joyride_ipc::{
+    ClientRegion, Command, Completion, Layout, Region, SocketIndex, WaitPolicy, Wake,
+};
+use libc::{pollfd, sigset_t};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+/// Default path of the service's Unix socket.
+pub const DEFAULT_SOCKET: &str = "/run/joyride/joyride.sock";
+
+/// How the process uses the network, decided once at the first AF_INET `socket()`.
+#[derive(Debug)]
+pub(crate) enum Mode {
+    /// Joyride sockets through the service.
+    Service(Conn),
+    /// No service, `JOYRIDE_FALLBACK=kernel`: everything goes to libc.
+    Kernel,
+    /// No service and no fallback: AF_INET `socket()` fails with this errno.
+    Down(Errno),
+}
+
+static MODE: OnceLock<Mode> = OnceLock::new();
+
+/// The mode, connecting to the service on first use.
+pub(crate) fn mode() -> &'static Mode {
+    MODE.get_or_init(init)
+}
+
+/// The connection if it is up (never initialises).
+pub(crate) fn get() -> Option<&'static Conn> {
+    match MODE.get() {
+        Some(Mode::Service(c)) => Some(c),
+        _ => None,
+    }
+}
+
+fn init() -> Mode {
+    let path = std::env::var_os("JOYRIDE_SOCKET")
+        .map(|p| p.into_encoded_bytes())
+        .unwrap_or_else(|| DEFAULT_SOCKET.as_bytes().to_vec());
+    let fallback = std::env::var("JOYRIDE_FALLBACK").is_ok_and(|v| v == "kernel");
+    let spin_us = std::env::var("JOYRIDE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    match Conn::connect(&path, Duration::from_micros(spin_us)) {
+        Ok(c) => Mode::Service(c),
+        Err(why) if fallback => {
+            let _ = why;
+            Mode::Kernel
+        }
+        Err(why) => {
+            let msg = format!(
+                "joyride: cannot reach the Joyride service at {} ({why}); AF_INET sockets fail \
+                 with ENETDOWN. Start it (joyride up) or set JOYRIDE_FALLBACK=kernel to use \
+                 the kernel's stack.\n",
+                String::from_utf8_lossy(&path)
+            );
+            sys::stderr(msg.as_bytes());
+            Mode::Down(Errno::NETDOWN)
+        }
+    }
+}
+
+/// What the service published for one socket, read lock-free.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SlotView {
+    /// Readiness bits (`EPOLL*`).
+    pub(crate) ready: u32,
+    /// Change counter.
+    pub(crate) seq: u32,
+    /// Total bytes the service wrote into the rx ring.
+    pub(crate) rx_head: u64,
+    /// Bytes readable now.
+    pub(crate) rx_avail: u64,
+    /// Total bytes the service consumed from the tx ring.
+    pub(crate) tx_tail: u64,
+    /// Free bytes in the tx ring.
+    pub(crate) tx_space: u64,
+    /// Pending socket error.
+    pub(crate) error: u32,
+    /// Protocol state code.
+    pub(crate) state: u32,
+}
+
+/// The second mapping of the region: lock-free reads of what the service publishes.
+#[derive(Debug)]
+pub(crate) struct View {
+    region: Region,
+    layout: Layout,
+}
+
+impl View {
+    fn u32(&self, off: usize) -> u32 {
+        self.region.atomic_u32(off).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    fn u64(&self, off: usize) -> u64 {
+        self.region.atomic_u64(off).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// The socket's published state (all zero for an out-of-range index).
+    pub(crate) fn slot(&self, s: SocketIndex) -> SlotView {
+        let c = self.layout.config;
+        if s.0 >= c.sockets {
+            return SlotView::default();
+        }
+        let b = self.layout.slot_off(s.0);
+        let seq = self.u32(b + slot::SEQ);
+        let rx_head = self.u64(b + slot::RX_HEAD);
+        let rx_tail = self.u64(b + slot::RX_TAIL);
+        let tx_tail = self.u64(b + slot::TX_TAIL);
+        let tx_head = self.u64(b + slot::TX_HEAD);
+        let tx_used = tx_head.wrapping_sub(tx_tail).min(u64::from(c.tx_buf));
+        SlotView {
+            ready: self.u32(b + slot::READY),
+            seq,
+            rx_head,
+            rx_avail: rx_head.wrapping_sub(rx_tail).min(u64::from(c.rx_buf)),
+            tx_tail,
+            tx_space: u64::from(c.tx_buf) - tx_used,
+            error: self.u32(b + slot::ERROR),
+            state: self.u32(b + slot::STATE),
+        }
+    }
+
+    fn wake_seq(&self) -> u32 {
+        self.u32(hdr::WAKE_SEQ)
+    }
+
+    fn running(&self) -> bool {
+        self.u32(hdr::STATUS) == status::RUNNING
+    }
+}
+
+/// Sleeping-thread bells (see the module docs).
+const BELLS: usize = 128;
+
+struct Bell {
+    busy: AtomicBool,
+    fd: AtomicI32,
+}
+
+static BELL_TABLE: [Bell; BELLS] =
+    [const { Bell { busy: AtomicBool::new(false), fd: AtomicI32::new(-1) } }; BELLS];
+static SLEEPERS: AtomicU32 = AtomicU32::new(0);
+
+/// A claimed bell slot; released (and drained) on drop.
+struct BellGuard {
+    slot: usize,
+    fd: RawFd,
+}
+
+impl BellGuard {
+    fn claim() -> Option<BellGuard> {
+        for (i, b) in BELL_TABLE.iter().enumerate() {
+            if b.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                let mut fd = b.fd.load(Ordering::Acquire);
+                if fd < 0 {
+                    match sys::eventfd(true, true) {
+                        Ok(f) => {
+                            fd = f;
+                            b.fd.store(f, Ordering::Release);
+                        }
+                        Err(_) => {
+                            b.busy.store(false, Ordering::Release);
+                            return None;
+                        }
+                    }
+                }
+                sys::drain(fd);
+                SLEEPERS.fetch_add(1, Ordering::SeqCst);
+                return Some(BellGuard { slot: i, fd });
+            }
+        }
+        None
+    }
+}
+
+impl Drop for BellGuard {
+    fn drop(&mut self) {
+        sys::drain(self.fd);
+        SLEEPERS.fetch_sub(1, Ordering::SeqCst);
+        BELL_TABLE[self.slot].busy.store(false, Ordering::Release);
+    }
+}
+
+/// Rings the bell of every registered sleeper except `except` (so each re-checks).
+pub(crate) fn poke_sleepers(except: RawFd) {
+    if SLEEPERS.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    for b in &BELL_TABLE {
+        if b.busy.load(Ordering::Acquire) {
+            let fd = b.fd.load(Ordering::Acquire);
+            if fd >= 0 && fd != except {
+                sys::ring(fd);
+            }
+        }
+    }
+}
+
+/// How a [`Conn::block`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woke {
+    /// The condition held (or something changed): re-check.
+    Check,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// The live connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    client: Mutex<ClientRegion>,
+    view: View,
+    doorbell: RawFd,
+    unix: OwnedFd,
+    spin: Duration,
+}
+
+impl Conn {
+    fn connect(path: &[u8], spin: Duration) -> Result<Conn, String> {
+        let unix = sys::unix_connect(path).map_err(|e| errno_text(e))?;
+        let client = ClientRegion::receive(unix.as_fd()).map_err(|e| format!("{e}"))?;
+        let memfd = client.region().fd().try_clone_to_owned().map_err(|e| format!("{e}"))?;
+        let region = Region::from_fd(memfd, client.layout().region_size)
+            .map_err(|e| format!("mapping the region: {e}"))?;
+        let view = View { region, layout: *client.layout() };
+        let doorbell = client.event_doorbell().as_raw_fd();
+        Ok(Conn { client: Mutex::new(client), view, doorbell, unix, spin })
+    }
+
+    /// The lock-free view.
+    pub(crate) fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The region's sizes.
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.view.layout
+    }
+
+    /// Locks the command side. A panic never happens while it is held (so poisoning is
+    /// ignored).
+    pub(crate) fn client(&self) -> MutexGuard<'_, ClientRegion> {
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Errors out if the service no longer serves us.
+    pub(crate) fn alive(&self) -> Res<()> {
+        if self.view.running() {
+            Ok(())
+        } else {
+            Err(Errno::NETDOWN)
+        }
+    }
+
+    /// Submits `c` and waits for its completion; returns the value or the service's errno.
+    /// Holds the command lock throughout (commands are answered in microseconds). A service
+    /// that stops answering and hangs up its socket yields `ENETDOWN`, never a hang.
+    pub(crate) fn call(&self, c: &Command) -> Res<Completion> {
+        let mut cl = self.client();
+        let id = loop {
+            match cl.submit(c) {
+                Ok(id) => break id,
+                Err(joyride_ipc::ClientError::Full) => {
+                    // The service is behind; give it a moment (its completions wake us).
+                    let _ =
+                        cl.wait(WaitPolicy { spin: 100 }, Some(Duration::from_millis(1)), |_| {
+                            false
+                        });
+                    self.check_hangup()?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let policy = WaitPolicy { spin: 2000 };
+        let result = loop {
+            let mut found = None;
+            let w = cl.wait(policy, Some(Duration::from_millis(500)), |me| loop {
+                match me.poll_completion() {
+                    Ok(Some(done)) if done.id == id => {
+                        found = Some(Ok(done));
+                        return true;
+                    }
+                    Ok(Some(_orphan)) => {} // an error answer to a posted command: dropped
+                    Ok(None) => return false,
+                    Err(e) => {
+                        found = Some(Err(Errno::from(e)));
+                        return true;
+                    }
+                }
+            });
+            if let Some(r) = found {
+                break r;
+            }
+            match w {
+                Err(joyride_ipc::ClientError::Interrupted) | Ok(_) => {}
+                Err(e) => break Err(e.into()),
+            }
+            if w == Ok(Wake::TimedOut) {
+                if let Err(e) = self.check_hangup() {
+                    break Err(e);
+                }
+            }
+        };
+        drop(cl);
+        // `ClientRegion::wait` may have drained the doorbell: let other sleepers re-check.
+        poke_sleepers(-1);
+        result
+    }
+
+    fn check_hangup(&self) -> Res<()> {
+        if sys::hung_up(self.unix.as_raw_fd()) {
+            Err(Errno::NETDOWN)
+        } else {
+            self.alive()
+        }
+    }
+
+    /// Sleeps until `ready()` may hold: spins for the budget re-checking `ready()` (so a kernel
+    /// fd in `kfds` is noticed at most one budget late), then sleeps on the doorbell, the thread's bell and `kfds` (whose `revents` the
+    /// kernel fills) until the deadline. `Err(EINTR)` when a signal arrived.
+    pub(crate) fn block(
+        &self,
+        kfds: &mut Vec<pollfd>,
+        deadline: Deadline,
+        mask: Option<&sigset_t>,
+        mut ready: impl FnMut() -> bool,
+    ) -> Res<Woke> {
+        if !self.spin.is_zero() {
+            let start = clock::now();
+            while clock::now().duration_since(start) < self.spin {
+                if ready() {
+                    return Ok(Woke::Check);
+                }
+                self.alive()?;
+                std::hint::spin_loop();
+            }
+        }
+        if deadline.expired() {
+            return Ok(Woke::TimedOut);
+        }
+        let seq = self.view.wake_seq();
+        let bell = BellGuard::claim();
+        let waiting = self.view.region.atomic_u32(hdr::APP_WAITING);
+        if let Some(w) = waiting {
+            w.fetch_add(1, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+        let result = if ready() || self.view.wake_seq() != seq {
+            Ok(Woke::Check)
+        } else if !self.view.running() {
+            Err(Errno::NETDOWN)
+        } else {
+            let base = kfds.len();
+            kfds.push(pollfd { fd: self.doorbell, events: libc::POLLIN, revents: 0 });
+            let bell_fd = bell.as_ref().map_or(-1, |b| b.fd);
+            kfds.push(pollfd { fd: bell_fd, events: libc::POLLIN, revents: 0 });
+            // Without a bell (more than BELLS sleepers) cap the sleep so a missed ring costs
+            // at most 2 ms.
+            let mut t = deadline.left();
+            if bell.is_none() {
+                t = Some(t.map_or(Duration::from_millis(2), |t| t.min(Duration::from_millis(2))));
+            }
+            let r = sys::ppoll(kfds, t, mask);
+            let rang = kfds[base].revents != 0;
+            kfds.truncate(base);
+            if rang && sys::drain(self.doorbell) {
+                poke_sleepers(bell_fd);
+            }
+            match r {
+                Ok(0) if deadline.expired() => Ok(Woke::TimedOut),
+                Ok(_) => Ok(Woke::Check),
+                Err(e) => Err(e),
+            }
+        };
+        if let Some(w) = waiting {
+            w.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(bell);
+        result
+    }
+}
+
+fn errno_text(e: Errno) -> String {
+    std::io::Error::from_raw_os_error(e.0).to_string()
+}
+
+/// After a blocking socket call was interrupted by a signal: restart it (true) or fail with
+/// `EINTR` (false)?
+///
+/// Linux restarts socket calls when the handler has `SA_RESTART`, except calls with a timeout
+/// (`SO_RCVTIMEO`/`SO_SNDTIMEO`), which always return `EINTR`. Which signal interrupted the
+/// wait is not knowable from user space after the fact, so the shim restarts only if *every*
+/// installed handler has `SA_RESTART` (the common `signal()`/BSD case) and returns `EINTR` as
+/// soon as any handler lacks it (programs that install such handlers expect `EINTR`).
+pub(crate) fn restart(has_timeout: bool) -> bool {
+    !has_timeout && sys::all_handlers_restart()
+}
