@@ -521,7 +521,7 @@ impl Conn {
             *d = (SeqNum::new(b.left), SeqNum::new(b.right));
         }
         let new_una = if ack.after(t.snd_una) { ack } else { t.snd_una };
-        if t.sack_ok {
+        if t.sack_ok && (nb > 0 || !t.sb.is_empty()) {
             t.sb.update(new_una, t.snd_max, &blocks[..nb]);
         }
         let new_sack = t.sb.sacked_bytes() > sacked_before;

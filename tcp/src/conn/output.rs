@@ -47,7 +47,9 @@ fn seg_options(t: &Tcb, rcv: &RecvBuffer, ts_val: u32) -> TcpOptions {
             o.sack_blocks[0] = SackBlock { left: l.get(), right: r.get() };
             n = 1;
         }
-        for (off, len) in rcv.assembler().sack_blocks(max - n) {
+        // (Nothing held out of order, the usual case: no blocks to select.)
+        let held = !rcv.assembler().is_empty();
+        for (off, len) in held.then(|| rcv.assembler().sack_blocks(max - n)).into_iter().flatten() {
             if n >= max {
                 break;
             }
