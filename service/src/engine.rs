@@ -663,3 +663,7 @@ pub fn report(engine: &Engine) -> String {
         n.tx_errors
     )
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -11,14 +11,25 @@ use common::{field, Proc, JOYRIDED};
 
 #[test]
 fn two_engines_over_the_shm_wire() {
-    let mib: u64 = std::env::var("JOYRIDE_PEER_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let mib: u64 =
+        std::env::var("JOYRIDE_PEER_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let mib = mib.min(64);
-    let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        "/dev/shm".into()
+    } else {
+        std::env::temp_dir()
+    };
     let wire = dir.join(format!("jrsvc-wire-{}", std::process::id()));
     let wire = wire.display().to_string();
     let mut a = Command::new(JOYRIDED);
-    a.args(["--backend", &format!("shm:{wire},create"), "--ip", "10.97.0.1/24"])
-        .args(["--app", "sink:5001", "--app", "echo:7", "--app", "udp-echo:7"]);
+    a.args(["--backend", &format!("shm:{wire},create"), "--ip", "10.97.0.1/24"]).args([
+        "--app",
+        "sink:5001",
+        "--app",
+        "echo:7",
+        "--app",
+        "udp-echo:7",
+    ]);
     let mut a = Proc::spawn("joyrided-a", a);
     a.wait_line("joyrided: ready", Duration::from_secs(20));
     let src = format!("source:10.97.0.1:5001:{mib}M:3");
