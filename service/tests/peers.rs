@@ -177,6 +177,15 @@ fn arp_and_ping_including_fragmented() {
     let neigh = String::from_utf8_lossy(&neigh.unwrap().stdout).to_string();
     let ready = jd.lines()[0].clone();
     assert!(neigh.contains(field(&ready, "mac")), "neigh {neigh:?} vs {ready}");
+    // SIGUSR1 prints the counters and keeps running.
+    let pid = jd.pid().to_string();
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
+    let t0 = Instant::now();
+    while !jd.stderr_tail().contains("engine: rx_frames=") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no counters on SIGUSR1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ping(&[]);
     let counters = jd.terminate();
     // We answered Linux's ARP requests and learned Linux from them; fragments were reassembled.
     assert!(counters.contains("arp_replies_tx: "), "{counters}");

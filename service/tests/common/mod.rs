@@ -55,6 +55,11 @@ impl Proc {
         Proc { name: name.to_string(), child, lines, stderr, readers: vec![r1, r2] }
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The stdout lines so far.
     pub(crate) fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
