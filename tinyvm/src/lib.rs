@@ -1,0 +1,1 @@
+//! tinyvm harness helpers (in progress).
