@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use joyride_base::{Rng, SplitMix64};
 
 use crate::{
-    Batch, Capabilities, LinkState, Nic, NicError, PacketBuf, Pool, QueueCounters, QueueId,
+    Batch, Capabilities, LinkState, Nic, NicError, PacketBuf, Pool, QueueCounters, QueueId, RxCsum,
 };
 
 /// Probabilities (each in `0.0..=1.0`) for one direction.
@@ -82,6 +82,13 @@ impl Dir {
             return;
         }
         if rng.chance(p.corrupt) && !b.is_empty() {
+            // A partial checksum (rx `Partial`, or a tx request) would be computed over the
+            // corrupted bytes or trusted unchecked: complete it first, then drop any "verified"
+            // claim, so that the flipped bit is detectable downstream as on a real wire.
+            if b.tx_csum().is_some() || matches!(b.rx_csum(), RxCsum::Partial { .. }) {
+                b.complete_partial_csum();
+            }
+            b.set_rx_csum(RxCsum::Unknown);
             let bit = rng.below(b.len() as u64 * 8) as usize;
             b.data_mut()[bit / 8] ^= 1 << (bit % 8);
             self.counts.corrupted += 1;

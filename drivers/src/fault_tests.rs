@@ -129,3 +129,31 @@ fn no_faults_is_transparent() {
     assert!(g.iter().enumerate().all(|(i, &(seq, ok))| ok && seq == i as u64));
     assert_eq!(s.rx.seen, N);
 }
+
+#[test]
+fn corrupted_frames_lose_their_checksum_trust() {
+    // A frame with a partial (trusted, unchecked) L4 checksum that gets a bit flipped must not
+    // stay trusted: the wrapper completes the checksum before flipping and clears the claim.
+    let pool =
+        Pool::new(PoolConfig { count: 64, hugepages: false, mlock: false, ..Default::default() })
+            .unwrap();
+    let all = FaultProfile { corrupt: 1.0, ..Default::default() };
+    let mut nic =
+        FaultNic::new(Loopback::new(8, 1500), 3, all, FaultProfile::default(), pool.clone(), 4);
+    // Ethernet + IPv4 + UDP (checksum field at 14 + 20 + 6), payload after.
+    let mut f = vec![0u8; 14 + 20 + 8 + 32];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[23] = 17;
+    let mut b = pool.alloc_copy(&f).unwrap();
+    b.set_rx_csum(RxCsum::Partial { start: 34, offset: 6 });
+    let mut txb = Batch::new(4);
+    txb.push(b).unwrap();
+    nic.tx_burst(QueueId(0), &mut txb).unwrap();
+    let mut rxb = Batch::new(4);
+    // The loopback hands the frame back as received; the rx direction corrupts it.
+    let _ = nic.rx_burst(QueueId(0), &mut rxb).unwrap();
+    let b = rxb.pop().expect("frame comes back");
+    assert_eq!(nic.stats().rx.corrupted, 1);
+    assert_eq!(b.rx_csum(), RxCsum::Unknown);
+}
