@@ -11,7 +11,7 @@
 //! ns per 1460-byte segment = time per iteration / (`BYTES` / 1460).
 //!
 //! Instruction counts (repeatable where wall time is not):
-//! `TCP_BULK_ONLY=joyride valgrind --tool=callgrind --toggle-collect='*::transfer'
+//! `TCP_BULK_ONLY=joyride|joyride_idle|smoltcp valgrind --tool=callgrind --toggle-collect='*::transfer'
 //! target/release/deps/tcp_bulk-<hash>` runs 16 iterations of one stack outside criterion
 //! and prints the segment count; callgrind's total / segments is the cost per segment.
 #![allow(missing_docs)]
@@ -31,6 +31,8 @@ use joyride_tcp::{SockOpt, SocketId, State, TcpConfig, TcpError, TcpStack};
 const BYTES: usize = 1 << 20;
 /// Socket buffer size on both sides (both stacks scale their windows to offer it).
 const SOCK_BUF: usize = 1 << 20;
+/// Idle connections beside the transfer in the `joyride_<IDLE>_idle` variant.
+const IDLE: usize = 1000;
 /// The application's read/write chunk.
 const APP_CHUNK: usize = 64 * 1024;
 const MTU: usize = 1500;
@@ -125,7 +127,9 @@ struct Joyride {
 }
 
 impl Joyride {
-    fn new() -> Self {
+    /// The pair, plus `idle` other established connections between the two stacks that stay
+    /// silent during the transfer (a host's many quiet sockets).
+    fn new(idle: usize) -> Self {
         let mut cfg = TcpConfig::linux();
         // Like smoltcp's defaults: no timestamps, so a segment carries the full 1460 bytes.
         cfg.timestamps = false;
@@ -137,7 +141,7 @@ impl Joyride {
         b.add_local_addr(B);
         let l = a.socket().unwrap();
         a.bind(l, std::net::SocketAddrV4::new(A, 80)).unwrap();
-        a.listen(l, 8).unwrap();
+        a.listen(l, idle as u32 + 8).unwrap();
         let client = b.socket().unwrap();
         for s in [l, client] {
             let st = if s == l { &mut a } else { &mut b };
@@ -169,6 +173,21 @@ impl Joyride {
             }
         }
         j.server = server.expect("handshake completes");
+        let mut accepted = 0;
+        for _ in 0..idle {
+            let c = j.b.socket().unwrap();
+            let _ = j.b.connect(j.now, c, std::net::SocketAddrV4::new(A, 80));
+        }
+        for _ in 0..1000 {
+            if accepted == idle {
+                break;
+            }
+            j.round();
+            while j.a.accept(l).is_ok() {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, idle, "idle connections established");
         j
     }
 
@@ -413,7 +432,7 @@ mod smol {
 
 /// A fresh Joyride pair moves `BYTES` byte-exact (the timed loop only samples the bytes).
 fn check_bytes_joyride() {
-    let mut j = Joyride::new();
+    let mut j = Joyride::new(0);
     let mut got = Vec::with_capacity(BYTES);
     let target = BYTES;
     while got.len() < target {
@@ -440,9 +459,12 @@ fn tcp_bulk(c: &mut Criterion) {
     check_bytes_joyride();
     let mut g = c.benchmark_group("tcp_bulk");
     g.throughput(Throughput::Bytes(BYTES as u64));
-    let mut j = Joyride::new();
+    let mut j = Joyride::new(0);
     j.transfer(); // warm the pools and open the congestion window
     g.bench_function("joyride", |bch| bch.iter(|| black_box(j.transfer())));
+    let mut many = Joyride::new(IDLE);
+    many.transfer();
+    g.bench_function(format!("joyride_{IDLE}_idle"), |bch| bch.iter(|| black_box(many.transfer())));
     let mut s = smol::Smol::new();
     s.transfer();
     g.bench_function("smoltcp", |bch| bch.iter(|| black_box(s.transfer())));
@@ -461,8 +483,8 @@ fn tcp_bulk(c: &mut Criterion) {
 fn only(which: &str) {
     const ITERS: usize = 16;
     match which {
-        "joyride" => {
-            let mut j = Joyride::new();
+        "joyride" | "joyride_idle" => {
+            let mut j = Joyride::new(if which == "joyride" { 0 } else { IDLE });
             j.transfer();
             let before = j.segments();
             for _ in 0..ITERS {
@@ -470,7 +492,7 @@ fn only(which: &str) {
             }
             let data = (ITERS * BYTES / SEG) as u64;
             println!(
-                "joyride: {ITERS} x {BYTES} B, {data} data segments, {} frames",
+                "{which}: {ITERS} x {BYTES} B, {data} data segments, {} frames",
                 j.segments() - before
             );
         }
@@ -487,7 +509,7 @@ fn only(which: &str) {
                 s.dev.0.count - before
             );
         }
-        other => panic!("TCP_BULK_ONLY={other}: want joyride or smoltcp"),
+        other => panic!("TCP_BULK_ONLY={other}: want joyride, joyride_idle or smoltcp"),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use core::hash::{BuildHasherDefault, Hasher};
 use core::net::{Ipv4Addr, SocketAddrV4};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::vec::Vec;
 
 use joyride_base::{Instant, Rng, SplitMix64};
@@ -76,6 +76,9 @@ struct Socket {
     kind: Kind,
     /// `close` was called: the id is gone for the application.
     closed: bool,
+    /// The deadline registered for this socket in [`TcpStack::timers`] (the connection's
+    /// `poll_at` when last looked at).
+    timer: Option<Instant>,
 }
 
 /// The TCP sockets of one host (sans-IO).
@@ -97,6 +100,12 @@ pub struct TcpStack {
     ctl: Ctl,
     /// Copy space for segments whose payload wraps the send ring (allocated once).
     scratch: Vec<u8>,
+    /// Every connection's next deadline, ordered: `poll_at` reads the first entry and
+    /// `poll_transmit` visits only the due ones, instead of scanning every socket on each
+    /// call. Kept exact by [`TcpStack::touch`] after anything that changes a connection.
+    timers: BTreeSet<(Instant, u32)>,
+    /// Reused list of the connections due in one `poll_transmit`.
+    due: Vec<SocketId>,
 }
 
 impl TcpStack {
@@ -122,6 +131,8 @@ impl TcpStack {
             demux_cache: None,
             listeners: HashMap::new(),
             scratch: vec![0u8; 65536],
+            timers: BTreeSet::new(),
+            due: Vec::new(),
         }
     }
 
@@ -183,6 +194,33 @@ impl TcpStack {
         }
     }
 
+    /// Re-register socket `id`'s deadline in the timer index after its connection changed.
+    fn touch(&mut self, id: SocketId) {
+        let Some(sock) = self.sockets.get_mut(&id) else { return };
+        let new = match &sock.kind {
+            Kind::Conn(c) => c.poll_at(),
+            _ => None,
+        };
+        if sock.timer != new {
+            if let Some(t) = sock.timer {
+                self.timers.remove(&(t, id.0));
+            }
+            if let Some(t) = new {
+                self.timers.insert((t, id.0));
+            }
+            sock.timer = new;
+        }
+    }
+
+    /// Remove socket `id` and its timer entry.
+    fn remove_socket(&mut self, id: SocketId) {
+        if let Some(sock) = self.sockets.remove(&id) {
+            if let Some(t) = sock.timer {
+                self.timers.remove(&(t, id.0));
+            }
+        }
+    }
+
     fn new_id(&mut self) -> SocketId {
         let id = SocketId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1).max(1);
@@ -193,7 +231,8 @@ impl TcpStack {
     pub fn socket(&mut self) -> Result<SocketId, TcpError> {
         let id = self.new_id();
         let opts = ConnOpts::new(&self.config);
-        self.sockets.insert(id, Socket { local: None, opts, kind: Kind::Idle, closed: false });
+        self.sockets
+            .insert(id, Socket { local: None, opts, kind: Kind::Idle, closed: false, timer: None });
         Ok(id)
     }
 
@@ -347,6 +386,7 @@ impl TcpStack {
         sock.kind = Kind::Conn(Box::new(conn));
         self.conns.insert((local, remote), s);
         self.demux_cache = None;
+        self.touch(s);
         Err(TcpError::InProgress)
     }
 
@@ -379,12 +419,16 @@ impl TcpStack {
     /// `send(2)`: queue bytes; `WouldBlock` when the send buffer is full.
     pub fn send(&mut self, now: Instant, s: SocketId, data: &[u8]) -> Result<usize, TcpError> {
         let _ = now;
-        self.conn_mut(s)?.send(data)
+        let r = self.conn_mut(s)?.send(data);
+        self.touch(s);
+        r
     }
 
     /// `recv(2)` (`peek` = `MSG_PEEK`): `Ok(0)` is end of stream; `WouldBlock` when no data.
     pub fn recv(&mut self, s: SocketId, buf: &mut [u8], peek: bool) -> Result<usize, TcpError> {
-        self.conn_mut(s)?.recv(buf, peek)
+        let r = self.conn_mut(s)?.recv(buf, peek);
+        self.touch(s);
+        r
     }
 
     /// `shutdown(2)`.
@@ -403,6 +447,7 @@ impl TcpStack {
                 if matches!(how, Shutdown::Write | Shutdown::Both) {
                     c.shutdown_write();
                 }
+                self.touch(s);
                 Ok(())
             }
             Kind::Listener(_) => {
@@ -423,11 +468,11 @@ impl TcpStack {
         sock.closed = true;
         match &mut sock.kind {
             Kind::Idle => {
-                self.sockets.remove(&s);
+                self.remove_socket(s);
             }
             Kind::Listener(_) => {
                 self.close_listener(s);
-                self.sockets.remove(&s);
+                self.remove_socket(s);
             }
             Kind::Conn(c) => {
                 c.orphan = true;
@@ -439,6 +484,7 @@ impl TcpStack {
                     c.shutdown_write();
                 }
                 self.reap(s);
+                self.touch(s);
             }
         }
         Ok(())
@@ -490,6 +536,7 @@ impl TcpStack {
             c.dead = Some(TcpError::ConnectionAborted);
         }
         self.reap(id);
+        self.touch(id);
     }
 
     /// Stop listening: unaccepted children are reset (RFC 9293 §3.10.4 for a listener
@@ -521,6 +568,7 @@ impl TcpStack {
                 }
             }
             self.reap(id);
+            self.touch(id);
         }
     }
 
@@ -539,7 +587,7 @@ impl TcpStack {
             self.demux_cache = None;
         }
         if sock.closed || parent.is_some() {
-            self.sockets.remove(&s);
+            self.remove_socket(s);
         }
         if let Some(p) = parent {
             if let Some(Socket { kind: Kind::Listener(l), .. }) = self.sockets.get_mut(&p) {
@@ -577,6 +625,7 @@ impl TcpStack {
         if let Kind::Conn(c) = &mut sock.kind {
             c.set_opts(opts);
         }
+        self.touch(s);
         Ok(())
     }
 
@@ -732,6 +781,7 @@ impl TcpStack {
             if reap {
                 self.reap(id);
             }
+            self.touch(id);
             if !reopen {
                 return;
             }
@@ -799,6 +849,7 @@ impl TcpStack {
                 }
             }
             self.reap(child);
+            self.touch(child);
         }
     }
 
@@ -905,13 +956,20 @@ impl TcpStack {
         let id = self.new_id();
         self.sockets.insert(
             id,
-            Socket { local: Some(local), opts, kind: Kind::Conn(Box::new(conn)), closed: false },
+            Socket {
+                local: Some(local),
+                opts,
+                kind: Kind::Conn(Box::new(conn)),
+                closed: false,
+                timer: None,
+            },
         );
         self.conns.insert((local, remote), id);
         self.demux_cache = None;
         if let Some(Socket { kind: Kind::Listener(q), .. }) = self.sockets.get_mut(&l) {
             q.syn_queue += 1;
         }
+        self.touch(id);
     }
 
     /// An ACK for a listener that may complete a SYN-cookie handshake (RFC 4987 §3.6): when the
@@ -954,7 +1012,13 @@ impl TcpStack {
         let id = self.new_id();
         self.sockets.insert(
             id,
-            Socket { local: Some(local), opts, kind: Kind::Conn(Box::new(conn)), closed: false },
+            Socket {
+                local: Some(local),
+                opts,
+                kind: Kind::Conn(Box::new(conn)),
+                closed: false,
+                timer: None,
+            },
         );
         self.conns.insert((local, remote), id);
         self.demux_cache = None;
@@ -962,6 +1026,7 @@ impl TcpStack {
             q.syn_queue += 1; // promote() takes it off again
         }
         self.promote(id, l);
+        self.touch(id);
         true
     }
 
@@ -974,32 +1039,41 @@ impl TcpStack {
         while let Some((src, dst, rst)) = self.ctl.pop_reply() {
             emit(src, dst, &rst);
         }
-        let mut done: Vec<SocketId> = Vec::new();
-        let mut established: Vec<(SocketId, SocketId)> = Vec::new();
-        for (id, sock) in self.sockets.iter_mut() {
-            let Kind::Conn(c) = &mut sock.kind else { continue };
-            if c.poll_at().is_some_and(|t| t <= now) {
-                let (src, dst) = (*c.local.ip(), *c.remote.ip());
-                let was = c.became_established;
-                c.poll(now, &self.config, &mut self.ctl, &mut self.scratch, &mut |seg| {
-                    emit(src, dst, seg)
-                });
-                if !was && c.became_established {
-                    if let Some(p) = c.parent {
-                        established.push((*id, p));
-                    }
-                }
+        // The due connections, each polled once (a connection still due afterwards waits
+        // for the next call, so a timer bug cannot spin here).
+        let mut due = core::mem::take(&mut self.due);
+        due.clear();
+        while let Some(&(t, raw)) = self.timers.first() {
+            if t > now {
+                break;
             }
-            if c.is_closed() {
-                done.push(*id);
+            self.timers.pop_first();
+            let id = SocketId(raw);
+            if let Some(sock) = self.sockets.get_mut(&id) {
+                sock.timer = None;
             }
+            due.push(id);
         }
-        for (child, p) in established {
-            self.promote(child, p);
+        for &id in &due {
+            let Some(Socket { kind: Kind::Conn(c), .. }) = self.sockets.get_mut(&id) else {
+                continue;
+            };
+            let (src, dst) = (*c.local.ip(), *c.remote.ip());
+            let was = c.became_established;
+            c.poll(now, &self.config, &mut self.ctl, &mut self.scratch, &mut |seg| {
+                emit(src, dst, seg)
+            });
+            let promoted = (!was && c.became_established).then_some(c.parent).flatten();
+            let closed = c.is_closed();
+            if let Some(p) = promoted {
+                self.promote(id, p);
+            }
+            if closed {
+                self.reap(id);
+            }
+            self.touch(id);
         }
-        for id in done {
-            self.reap(id);
-        }
+        self.due = due;
         while let Some((src, dst, rst)) = self.ctl.pop_reply() {
             emit(src, dst, &rst);
         }
@@ -1010,13 +1084,21 @@ impl TcpStack {
         if self.ctl.has_replies() {
             return Some(Instant::ZERO);
         }
-        self.sockets
-            .values()
-            .filter_map(|k| match &k.kind {
-                Kind::Conn(c) => c.poll_at(),
-                _ => None,
-            })
-            .min()
+        let next = self.timers.first().map(|&(t, _)| t);
+        // The index must agree with a scan of every connection (checked in debug builds: the
+        // tests, property runs and the fuzz target all exercise it).
+        debug_assert_eq!(
+            next,
+            self.sockets
+                .values()
+                .filter_map(|k| match &k.kind {
+                    Kind::Conn(c) => c.poll_at(),
+                    _ => None,
+                })
+                .min(),
+            "timer index out of date"
+        );
+        next
     }
 }
 
