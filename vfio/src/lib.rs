@@ -23,7 +23,7 @@
 //! `kvm-bindings` crates, has no BAR-mmap helper and no fake for unit tests, and maps guest
 //! memory regions rather than arbitrary buffers. Owning the edge lets us put every syscall
 //! behind the object-safe [`Sys`] trait so that the drivers above are unit-tested against
-//! [`fake::FakeSys`] (a model of VFIO plus an IOMMU that faults on unmapped IOVAs) on machines
+//! `fake::FakeSys` (feature `fake`) (a model of VFIO plus an IOMMU that faults on unmapped IOVAs) on machines
 //! without VFIO, which is every development and CI machine of this project.
 //!
 //! ## unsafe

@@ -1,7 +1,7 @@
 //! The syscall edge (DESIGN.md rule 8): every VFIO ioctl, `open`, `pread`/`pwrite` and `mmap`
 //! of a device region happens in this module, behind the object-safe [`Sys`] trait, so that the
 //! rest of the crate (and the drivers above it) can be unit-tested against
-//! [`crate::fake::FakeSys`] on machines without VFIO.
+//! `crate::fake::FakeSys` (feature `fake`) on machines without VFIO.
 //!
 //! The ioctl numbers and structures are those of `include/uapi/linux/vfio.h` (`VFIO_TYPE` = ';',
 //! `VFIO_BASE` = 100; every VFIO ioctl is `_IO(VFIO_TYPE, VFIO_BASE + n)`, size and direction 0,
@@ -153,7 +153,7 @@ pub struct IrqInfo {
 }
 
 /// Every operating-system call the VFIO layer makes. [`RealSys`] issues them; the fake in
-/// [`crate::fake`] models them for tests.
+/// `crate::fake` models them for tests.
 pub trait Sys: Send + Sync {
     /// Opens `/dev/vfio/vfio`.
     fn open_container(&self) -> Result<OwnedFd, VfioError>;
