@@ -367,10 +367,13 @@ impl Engine {
             self.counters.stuck_deadlines += 1;
             if !self.stuck_logged {
                 self.stuck_logged = true;
+                let states: Vec<&str> = self.tcp.connections().map(|c| c.state.name()).collect();
                 tracing::warn!(
                     deadline = ?deadline,
                     tcp = ?self.tcp.poll_at(),
                     host = ?self.host.poll_at(),
+                    txq = self.txq.len(),
+                    connections = ?states,
                     "a timer stays due without progress; waiting 1 ms (logged once)"
                 );
             }
