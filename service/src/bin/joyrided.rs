@@ -65,7 +65,7 @@ LOGS: RUST_LOG=debug (tracing env filter), on stderr; app results go to stdout."
     after_help = EXAMPLES
 )]
 struct Cli {
-    /// NIC backend: af-packet:IFACE | tap:NAME | shm:PATH[,create]
+    /// NIC backend: `af-packet:IFACE` | `tap:NAME` | `shm:PATH[,create]`
     #[arg(long)]
     backend: Option<String>,
     /// Our address and prefix, e.g. 10.0.0.2/24
