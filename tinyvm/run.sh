@@ -129,16 +129,17 @@ timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -machine q35 -m 256 
   -append "console=ttyS0 intel_iommu=on panic=-1 quiet" \
   -device intel-iommu,intremap=on \
   -netdev hubport,id=jr,hubid=0 -netdev hubport,id=peer,hubid=0 \
-  -device virtio-net-pci,netdev=jr,disable-legacy=on,iommu_platform=on,addr=0x3,mac=52:54:00:12:34:02 \
-  -device virtio-net-pci,netdev=peer,disable-legacy=on,iommu_platform=on,addr=0x4,mac=52:54:00:12:34:01 \
+  -device virtio-net-pci,netdev=jr,disable-legacy=on,iommu_platform=on,addr=0x3,mac=52:54:00:12:34:02,romfile= \
+  -device virtio-net-pci,netdev=peer,disable-legacy=on,iommu_platform=on,addr=0x4,mac=52:54:00:12:34:01,romfile= \
   </dev/null >"$work/qemu.out" 2>&1
 qrc=$?
 set -e
 cat "$serial"
 [ -s "$work/qemu.out" ] && sed 's/^/qemu: /' "$work/qemu.out"
 [ -n "${TINYVM_KEEP_LOG:-}" ] && cp "$serial" "$TINYVM_KEEP_LOG"
-summary=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$serial" | tail -1 || true)
-marker=$(grep -aE '^TINYVM-EXIT rc=[0-9]+' "$serial" | tail -1 || true)
+# The serial console ends lines with CR LF.
+summary=$(tr -d '\r' <"$serial" | grep -aE '^[0-9]+ passed, [0-9]+ failed$' | tail -1 || true)
+marker=$(tr -d '\r' <"$serial" | grep -aE '^TINYVM-EXIT rc=[0-9]+$' | tail -1 || true)
 log "qemu rc=$qrc; ${summary:-no summary}; ${marker:-no exit marker}; total $((SECONDS - start)) s"
 if [ "$qrc" = 124 ]; then echo "tinyvm: QEMU timed out" >&2; exit 1; fi
 case "$summary" in
