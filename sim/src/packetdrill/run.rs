@@ -30,7 +30,8 @@
 //!   only call them when they can complete), and a blocking `connect` reports `EINPROGRESS`.
 //! - Backquoted `sysctl -w name=value` sets the stack tunable of that name; unknown tunables
 //!   are reported as notes, not failures. `sockstat ... | grep -c STATE | grep N` checks how
-//!   many connections are in STATE. Other shell commands are reported and skipped.
+//!   many connections are in STATE; `tcpdrop -s STATE` drops them (TcpStack::drop_connection).
+//!   Other shell commands are reported and skipped.
 //!   `%{ assert tcpi_state == TCPI_X }%` checks the state of the last socket used.
 //! - `#ifdef` blocks are selected by the profile: `FreeBSD` for [`Profile::FreeBsd`], `Linux`
 //!   for [`Profile::Linux`].
@@ -41,7 +42,7 @@ use std::fmt::Write as _;
 use joyride_base::{Duration, Instant};
 use joyride_ip::tcp::{SackBlock, TcpFlags, TcpOptions, TcpRepr};
 use joyride_ip::Ipv4Addr;
-use joyride_tcp::{SocketId, TcpConfig, TcpStack};
+use joyride_tcp::{SocketId, State, TcpConfig, TcpStack};
 
 use super::ast::{Direction, Event, EventKind, PacketSpec, Script, TcpOptionSpec, TimeSpec};
 use crate::clock::Clock;
@@ -639,11 +640,39 @@ impl<'o> Runner<'o> {
                 Ok(())
             }
             Some("sockstat") => self.sockstat(cmd),
+            Some("tcpdrop") => self.tcpdrop(&words[1..], cmd),
             _ => {
                 self.notes.push(format!("shell command not run: `{cmd}`"));
                 Ok(())
             }
         }
+    }
+
+    /// `tcpdrop -s STATE` (FreeBSD tcpdrop(8)): drop every connection in STATE; `tcpdrop -a`:
+    /// every connection. Dropped connections are deleted without a segment on the wire.
+    fn tcpdrop(&mut self, args: &[&str], cmd: &str) -> Result<(), String> {
+        let state = match args {
+            ["-a"] => None,
+            ["-s", state] => Some(state.replace("SYN_RCVD", "SYN_RECEIVED")),
+            _ => {
+                self.notes.push(format!("shell command not run: `{cmd}`"));
+                return Ok(());
+            }
+        };
+        let now = self.now();
+        let victims: Vec<_> = self
+            .stack
+            .connections()
+            .filter(|c| c.state != State::Listen)
+            .filter(|c| state.as_ref().is_none_or(|s| c.state.name().replace('-', "_") == *s))
+            .map(|c| (c.local, c.remote))
+            .collect();
+        for (local, remote) in victims {
+            self.stack
+                .drop_connection(now, local, remote)
+                .map_err(|e| format!("tcpdrop {local} {remote}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// `sockstat ... | grep -c STATE | grep N`: N connections in STATE.
