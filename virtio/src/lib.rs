@@ -11,7 +11,7 @@
 //!   `STATUS`, `CSUM`/`GUEST_CSUM` are taken when offered; `MRG_RXBUF`, `EVENT_IDX`,
 //!   `INDIRECT_DESC`, packed rings and `MQ`/`CTRL_VQ` are left off (one queue pair, one
 //!   2 KiB pool buffer per frame).
-//! - Split virtqueues ([`ring`](crate::ring) is private) with a shadow of every posted
+//! - Split virtqueues (the private `ring` module) with a shadow of every posted
 //!   descriptor; every used id and length the device writes is validated against it, and a used
 //!   index that runs ahead of the ring marks the device broken ([`VirtioNet::broken`]).
 //! - Data path ([`VirtioNet`]): receive buffers come from the pool (mapped once for DMA, its
@@ -19,9 +19,8 @@
 //!   12-byte virtio-net header into the buffer's headroom (no copy), reclaims completed buffers
 //!   in batches at the next burst, and writes one notification per batch at most (none when the
 //!   device set `NO_NOTIFY`). Frames from another pool are copied into ours.
-//! - Idle: the receive queue's MSI-X vector goes to an eventfd ([`Nic::wait_fd`]
-//!   (joyride_drivers::Nic::wait_fd)); interrupts are suppressed while frames keep coming and
-//!   re-armed when a burst finds the ring empty (NAPI-style).
+//! - Idle: the receive queue's MSI-X vector goes to an eventfd (`Nic::wait_fd`); interrupts
+//!   are suppressed while frames keep coming and re-armed when a burst finds the ring empty (NAPI-style).
 //!
 //! ## unsafe
 //! One `unsafe impl` (`DmaTarget` for a pool, in the ring module); everything else is safe code

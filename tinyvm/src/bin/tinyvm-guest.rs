@@ -49,7 +49,9 @@ fn args() -> Args {
         match k {
             "--bdf" => a.bdf = val,
             "--peer-bdf" => a.peer_bdf = val,
-            "--tcp-bytes" => a.tcp_bytes = joyride_service::apps::parse_bytes(&val).unwrap_or(a.tcp_bytes),
+            "--tcp-bytes" => {
+                a.tcp_bytes = joyride_service::apps::parse_bytes(&val).unwrap_or(a.tcp_bytes)
+            }
             "--conns" => a.conns = val.parse().unwrap_or(a.conns),
             "--pps-secs" => a.pps_secs = val.parse().unwrap_or(a.pps_secs),
             _ => eprintln!("tinyvm-guest: ignoring {k}"),
@@ -59,7 +61,8 @@ fn args() -> Args {
 }
 
 fn sh(cmd: &str) -> Result<String, String> {
-    let o = Command::new("/bin/sh").arg("-c").arg(cmd).output().map_err(|e| format!("{cmd}: {e}"))?;
+    let o =
+        Command::new("/bin/sh").arg("-c").arg(cmd).output().map_err(|e| format!("{cmd}: {e}"))?;
     if !o.status.success() {
         return Err(format!("`{cmd}` failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
     }
@@ -111,8 +114,14 @@ fn parse_mac(s: &str) -> [u8; 6] {
 }
 
 /// Transmits 60-byte frames for `secs` seconds; returns (frames accepted, frames the peer got).
-fn blast(nic: &mut dyn Nic, pool: &Pool, clock: &Clock, secs: u64, frame: &[u8], peer_if: &str)
-    -> Result<(u64, u64), String> {
+fn blast(
+    nic: &mut dyn Nic,
+    pool: &Pool,
+    clock: &Clock,
+    secs: u64,
+    frame: &[u8],
+    peer_if: &str,
+) -> Result<(u64, u64), String> {
     let rx0 = if_stat(peer_if, "rx_packets");
     let mut b = Batch::new(32);
     let (t0, mut sent) = (clock.now(), 0u64);
@@ -194,7 +203,9 @@ fn main() {
     if !setup {
         return finish(&s);
     }
-    let peer_mac = parse_mac(&std::fs::read_to_string(format!("/sys/class/net/{peer_if}/address")).unwrap_or_default());
+    let peer_mac = parse_mac(
+        &std::fs::read_to_string(format!("/sys/class/net/{peer_if}/address")).unwrap_or_default(),
+    );
 
     // Baseline: the kernel's virtio-net driver on the same device, through AF_PACKET.
     let mut kernel_pps = 0.0;
@@ -202,7 +213,8 @@ fn main() {
         s.run("pps: kernel virtio-net (AF_PACKET TPACKET_V3, 60 B)", |c| {
             sh(&format!("ip link set {jif} up"))?;
             let pool = small_pool(1024);
-            let mut nic = AfPacket::open(&AfPacketConfig::new(jif), pool.clone()).map_err(|e| e.to_string())?;
+            let mut nic = AfPacket::open(&AfPacketConfig::new(jif), pool.clone())
+                .map_err(|e| e.to_string())?;
             let f = blast_frame(peer_mac, nic.capabilities().mac.0);
             let (sent, got) = blast(&mut nic, &pool, c, a.pps_secs, &f, &peer_if)?;
             kernel_pps = got as f64 / a.pps_secs as f64;
@@ -214,8 +226,10 @@ fn main() {
     let pool = small_pool(4096);
     s.run("bind to vfio-pci and bring up the virtio PMD", |_| {
         bind_vfio(&a.bdf).map_err(|e| format!("bind: {e}"))?;
-        let dev = Device::open(Arc::new(RealSys), &a.bdf, IovaSpace::default()).map_err(|e| e.to_string())?;
-        let n = VirtioNet::new(dev, pool.clone(), VirtioNetConfig::default()).map_err(|e| e.to_string())?;
+        let dev = Device::open(Arc::new(RealSys), &a.bdf, IovaSpace::default())
+            .map_err(|e| e.to_string())?;
+        let n = VirtioNet::new(dev, pool.clone(), VirtioNetConfig::default())
+            .map_err(|e| e.to_string())?;
         let note = format!(
             "features={:#x} mac={} mtu={} link_up={} wait_fd={}",
             n.features(),
@@ -241,12 +255,15 @@ fn main() {
         Ok(format!("sent={sent} peer_rx={got} pps={pps:.0} pmd/kernel={ratio:.2}"))
     });
 
-    let mut eng = Engine::new(Box::new(nic), pool.clone(), EngineConfig::new(OUR_IP, 24), clock.now())
-        .expect("engine");
+    let mut eng =
+        Engine::new(Box::new(nic), pool.clone(), EngineConfig::new(OUR_IP, 24), clock.now())
+            .expect("engine");
     let replies = Rc::new(Cell::new(0u32));
     let r2 = replies.clone();
     eng.set_capture(Some(Box::new(move |dir, _t, f: &[u8]| {
-        if dir == joyride_service::engine::Direction::Rx && is_echo_reply(f, PEER_IP.octets(), 0x4a52) {
+        if dir == joyride_service::engine::Direction::Rx
+            && is_echo_reply(f, PEER_IP.octets(), 0x4a52)
+        {
             r2.set(r2.get() + 1);
         }
     })));
@@ -263,7 +280,8 @@ fn main() {
             let mut p = [0u8; 8 + 32];
             icmp_echo_request(0x4a52, seq, &[0x5a; 32], &mut p);
             let now = c.now();
-            eng.host().send_ipv4(now, PEER_IP, IpProtocol::Icmp, p.len(), |b| b.copy_from_slice(&p))
+            eng.host()
+                .send_ipv4(now, PEER_IP, IpProtocol::Icmp, p.len(), |b| b.copy_from_slice(&p))
                 .map_err(|e| format!("{e:?}"))?;
             let want = u32::from(seq) + 1;
             drive(&mut eng, c, &mut [], 10, |_, _| replies.get() >= want)?;
@@ -273,7 +291,8 @@ fn main() {
 
     let port_base = 5000;
     s.run(&format!("TCP Joyride -> kernel {} bytes", a.tcp_bytes), |c| {
-        let l = std::net::TcpListener::bind(SocketAddrV4::new(PEER_IP, port_base)).map_err(|e| e.to_string())?;
+        let l = std::net::TcpListener::bind(SocketAddrV4::new(PEER_IP, port_base))
+            .map_err(|e| e.to_string())?;
         let mut h = Some(std::thread::spawn(move || -> Result<(u64, String), String> {
             let (mut st, _) = l.accept().map_err(|e| e.to_string())?;
             let (mut n, mut hash, mut buf) = (0u64, Sha256::new(), vec![0u8; 1 << 16]);
@@ -287,7 +306,11 @@ fn main() {
             }
             Ok((n, hex(&hash.finalize())))
         }));
-        let spec = AppSpec::Source { peer: SocketAddrV4::new(PEER_IP, port_base), bytes: a.tcp_bytes, seed: 7 };
+        let spec = AppSpec::Source {
+            peer: SocketAddrV4::new(PEER_IP, port_base),
+            bytes: a.tcp_bytes,
+            seed: 7,
+        };
         let mut apps = vec![spec.start(&mut eng)?];
         let t0 = c.now();
         let out = drive(&mut eng, c, &mut apps, 240, |_, o| !o.lines.is_empty() && finished(&h))?;
@@ -305,8 +328,10 @@ fn main() {
         let mut apps = vec![spec.start(&mut eng)?];
         let total = a.tcp_bytes;
         let mut h = Some(std::thread::spawn(move || -> Result<String, String> {
-            let mut st = TcpStream::connect(SocketAddrV4::new(OUR_IP, port_base + 1)).map_err(|e| e.to_string())?;
-            let (mut left, mut hash, mut bs, mut buf) = (total, Sha256::new(), ByteStream::new(9), vec![0u8; 1 << 16]);
+            let mut st = TcpStream::connect(SocketAddrV4::new(OUR_IP, port_base + 1))
+                .map_err(|e| e.to_string())?;
+            let (mut left, mut hash, mut bs, mut buf) =
+                (total, Sha256::new(), ByteStream::new(9), vec![0u8; 1 << 16]);
             while left > 0 {
                 let k = left.min(buf.len() as u64) as usize;
                 bs.fill(&mut buf[..k]);
@@ -370,7 +395,8 @@ fn main() {
         let conns = a.conns;
         let mut h = Some(std::thread::spawn(move || -> Result<u32, String> {
             for i in 0..conns {
-                let mut st = TcpStream::connect(SocketAddrV4::new(OUR_IP, port_base + 2)).map_err(|e| format!("conn {i}: {e}"))?;
+                let mut st = TcpStream::connect(SocketAddrV4::new(OUR_IP, port_base + 2))
+                    .map_err(|e| format!("conn {i}: {e}"))?;
                 let msg = format!("hello {i}\n");
                 st.write_all(msg.as_bytes()).map_err(|e| e.to_string())?;
                 st.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
@@ -393,7 +419,9 @@ fn main() {
         let mut p = [0u8; 8 + 32];
         icmp_echo_request(0x4a52, 99, &[1; 32], &mut p);
         let now = c.now();
-        let _ = eng.host().send_ipv4(now, PEER_IP, IpProtocol::Icmp, p.len(), |b| b.copy_from_slice(&p));
+        let _ = eng
+            .host()
+            .send_ipv4(now, PEER_IP, IpProtocol::Icmp, p.len(), |b| b.copy_from_slice(&p));
         drive(&mut eng, c, &mut [], 1, |_, _| false).ok();
         sh(&format!("ip link set {peer_if} up"))?;
         let mut h = Some(std::thread::spawn(move || sh(&format!("ping -c 2 -W 3 {OUR_IP}"))));
@@ -421,4 +449,3 @@ fn finish(s: &Suite) {
     println!("{} passed, {} failed", s.passed, s.failed);
     std::process::exit(if s.failed == 0 { 0 } else { 1 });
 }
-
