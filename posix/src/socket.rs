@@ -455,6 +455,17 @@ pub(crate) fn recv(s: &SockRef, buf: &mut [u8], flags: i32) -> Res<(usize, Optio
     }
 }
 
+/// The error a receive into a NULL buffer gets: `EAGAIN` when it would not block-and-copy
+/// (non-blocking, nothing queued), else `EFAULT`.
+pub(crate) fn null_buffer_error(s: &SockRef, flags: i32) -> Errno {
+    let (e, _) = events_and_slot(s);
+    if e & (IN | ERR) == 0 && nonblocking(s, flags) {
+        Errno::AGAIN
+    } else {
+        Errno::FAULT
+    }
+}
+
 /// Copies readable stream bytes without consuming them (`MSG_PEEK`).
 fn peek_stream(c: &Conn, s: SocketIndex, buf: &mut [u8]) -> Res<usize> {
     let cl = c.client();

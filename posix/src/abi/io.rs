@@ -37,7 +37,7 @@ extern "C" {
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     match route(fd) {
         // SAFETY: caller's contract.
-        Route::Sock(s) => edge(|| recv_into(&s, unsafe { bytes_mut(buf, n) }?, 0)),
+        Route::Sock(s) => edge(|| recv_into(&s, unsafe { recv_buf(&s, buf, n, 0) }?, 0)),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::read(fd, buf, n) },
     }
@@ -45,6 +45,24 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t
 
 fn recv_into(s: &SockRef, b: &mut [u8], flags: c_int) -> Res<ssize_t> {
     socket::recv(s, b, flags).map(|(n, _)| to_ssize(n))
+}
+
+/// A receive buffer: like Linux, a NULL buffer only faults once there is data to copy (a
+/// non-blocking receive with nothing queued is `EAGAIN`, not `EFAULT`).
+///
+/// # Safety
+/// As [`bytes_mut`].
+unsafe fn recv_buf<'a>(
+    s: &SockRef,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+) -> Res<&'a mut [u8]> {
+    if buf.is_null() && n > 0 {
+        return Err(socket::null_buffer_error(s, flags));
+    }
+    // SAFETY: caller's contract.
+    unsafe { bytes_mut(buf, n) }
 }
 
 /// `write(2)`.
@@ -71,7 +89,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
     match route(fd) {
         // SAFETY: caller's contract.
-        Route::Sock(s) => edge(|| recv_into(&s, unsafe { bytes_mut(buf, n) }?, flags)),
+        Route::Sock(s) => edge(|| recv_into(&s, unsafe { recv_buf(&s, buf, n, flags) }?, flags)),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::recv(fd, buf, n, flags) },
     }
@@ -140,7 +158,7 @@ pub unsafe extern "C" fn recvfrom(
     match route(fd) {
         Route::Sock(s) => edge(|| {
             // SAFETY: caller's contract.
-            let b = unsafe { bytes_mut(buf, n) }?;
+            let b = unsafe { recv_buf(&s, buf, n, flags) }?;
             let (k, from) = socket::recv(&s, b, flags)?;
             if let Some(a) = from {
                 // SAFETY: caller's contract.

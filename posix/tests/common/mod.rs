@@ -135,8 +135,13 @@ impl Drop for TestService {
 fn serve(listener: UnixListener, stop: &AtomicBool) -> Stats {
     let mut stats = Stats::default();
     let mut clients: Vec<Client> = Vec::new();
-    let cfg =
-        RegionConfig { sockets: 64, cmd_entries: 256, cmp_entries: 256, rx_buf: 65536, tx_buf: 65536 };
+    let cfg = RegionConfig {
+        sockets: 64,
+        cmd_entries: 256,
+        cmp_entries: 256,
+        rx_buf: 65536,
+        tx_buf: 65536,
+    };
     while !stop.load(Ordering::Acquire) {
         while let Ok((conn, _)) = listener.accept() {
             let mut region = ServiceRegion::create(cfg).unwrap();
@@ -154,7 +159,8 @@ fn serve(listener: UnixListener, stop: &AtomicBool) -> Stats {
             continue;
         }
         // Sleep until a command, a kernel socket event, a new client, or 5 ms.
-        let mut fds = vec![libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut fds =
+            vec![libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         let mut slept = Vec::new();
         for (i, c) in clients.iter_mut().enumerate() {
             if !c.region.prepare_sleep() {
@@ -162,7 +168,11 @@ fn serve(listener: UnixListener, stop: &AtomicBool) -> Stats {
                 break;
             }
             slept.push(i);
-            fds.push(libc::pollfd { fd: c.region.command_doorbell().as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd {
+                fd: c.region.command_doorbell().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
             fds.push(libc::pollfd { fd: c.conn.as_raw_fd(), events: 0, revents: 0 });
             for b in c.socks.values() {
                 let mut ev = libc::POLLIN | libc::POLLRDHUP;
@@ -217,11 +227,26 @@ fn serve_client(c: &mut Client, stats: &mut Stats) -> bool {
 
 fn new_socket(c: &mut Client, fd: OwnedFd, dgram: bool, st: St) -> Result<SocketIndex, i32> {
     let s = c.region.alloc_socket().ok_or(libc::EMFILE)?;
-    c.socks.insert(s.0, Backing { fd, dgram, st, carry: Vec::new(), eof: false, err: 0, published: (u32::MAX, 0, 0) });
+    c.socks.insert(
+        s.0,
+        Backing {
+            fd,
+            dgram,
+            st,
+            carry: Vec::new(),
+            eof: false,
+            err: 0,
+            published: (u32::MAX, 0, 0),
+        },
+    );
     Ok(s)
 }
 
-fn handle(c: &mut Client, cmd: Command, stats: &mut Stats) -> Option<(Result<u64, Errno>, Payload)> {
+fn handle(
+    c: &mut Client,
+    cmd: Command,
+    stats: &mut Stats,
+) -> Option<(Result<u64, Errno>, Payload)> {
     let none = Payload::None;
     let fd_of = |c: &Client, s: SocketIndex| c.socks.get(&s.0).map(|b| b.fd.as_raw_fd());
     Some(match cmd {
@@ -231,7 +256,9 @@ fn handle(c: &mut Client, cmd: Command, stats: &mut Stats) -> Option<(Result<u64
                 SockType::Dgram => (libc::SOCK_DGRAM, true),
             };
             // SAFETY: plain syscall.
-            let fd = unsafe { libc::socket(libc::AF_INET, kty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+            let fd = unsafe {
+                libc::socket(libc::AF_INET, kty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+            };
             if fd < 0 {
                 return Some((err(errno()), none));
             }
@@ -267,7 +294,12 @@ fn handle(c: &mut Client, cmd: Command, stats: &mut Stats) -> Option<(Result<u64
             let mut len = 16 as libc::socklen_t;
             // SAFETY: valid out-pointers.
             let n = unsafe {
-                libc::accept4(fd, (&mut sa as *mut libc::sockaddr_in).cast(), &mut len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                libc::accept4(
+                    fd,
+                    (&mut sa as *mut libc::sockaddr_in).cast(),
+                    &mut len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
             };
             if n < 0 {
                 return Some((err(errno()), none));
@@ -310,7 +342,8 @@ fn handle(c: &mut Client, cmd: Command, stats: &mut Stats) -> Option<(Result<u64
                     None => (std::ptr::null(), 0),
                 };
                 // SAFETY: buffer and optional address are valid.
-                let r = unsafe { libc::sendto(fd, buf.as_ptr().cast(), n, libc::MSG_NOSIGNAL, p, l) };
+                let r =
+                    unsafe { libc::sendto(fd, buf.as_ptr().cast(), n, libc::MSG_NOSIGNAL, p, l) };
                 if r < 0 {
                     let e = errno();
                     c.socks.get_mut(&sock.0)?.err = e as u32;
@@ -342,7 +375,15 @@ fn handle(c: &mut Client, cmd: Command, stats: &mut Stats) -> Option<(Result<u64
             let fd = fd_of(c, sock)?;
             let v = value.as_bytes();
             // SAFETY: value buffer valid for its length.
-            let r = unsafe { libc::setsockopt(fd, level(opt.level), opt.name as i32, v.as_ptr().cast(), v.len() as libc::socklen_t) };
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    level(opt.level),
+                    opt.name as i32,
+                    v.as_ptr().cast(),
+                    v.len() as libc::socklen_t,
+                )
+            };
             (if r < 0 { err(errno()) } else { Ok(0) }, none)
         }
         Command::GetOpt { sock, opt, max_len } => {
@@ -350,7 +391,15 @@ fn handle(c: &mut Client, cmd: Command, stats: &mut Stats) -> Option<(Result<u64
             let mut v = [0u8; 32];
             let mut len = libc::socklen_t::from(max_len);
             // SAFETY: buffer valid for `len` bytes.
-            let r = unsafe { libc::getsockopt(fd, level(opt.level), opt.name as i32, v.as_mut_ptr().cast(), &mut len) };
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    level(opt.level),
+                    opt.name as i32,
+                    v.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
             if r < 0 {
                 return Some((err(errno()), none));
             }
@@ -377,7 +426,12 @@ fn handle(c: &mut Client, cmd: Command, stats: &mut Stats) -> Option<(Result<u64
         }
         Command::Stat { sock } => {
             let fd = fd_of(c, sock)?;
-            let st = SocketStat { state: tcp_state(fd), rx_queued: 0, tx_queued: c.region.tx_pending(sock) as u32, retransmits: 0 };
+            let st = SocketStat {
+                state: tcp_state(fd),
+                rx_queued: 0,
+                tx_queued: c.region.tx_pending(sock) as u32,
+                retransmits: 0,
+            };
             (Ok(0), Payload::Stat(st))
         }
     })
@@ -396,7 +450,9 @@ fn tcp_state(fd: RawFd) -> u32 {
     let mut info = [0u8; 256];
     let mut len = 256 as libc::socklen_t;
     // SAFETY: buffer valid for `len` bytes.
-    let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len)
+    };
     if r < 0 {
         0
     } else {
@@ -416,7 +472,15 @@ fn pump(c: &mut Client, s: SocketIndex, stats: &mut Stats) -> bool {
             let mut e = 0i32;
             let mut len = 4 as libc::socklen_t;
             // SAFETY: valid out-pointers.
-            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut e as *mut i32).cast(), &mut len) };
+            unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut e as *mut i32).cast(),
+                    &mut len,
+                )
+            };
             if e == 0 {
                 b.st = St::Connected;
             } else {
@@ -433,7 +497,16 @@ fn pump(c: &mut Client, s: SocketIndex, stats: &mut Stats) -> bool {
             let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
             let mut len = 16 as libc::socklen_t;
             // SAFETY: valid buffers.
-            let n = unsafe { libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT, (&mut sa as *mut libc::sockaddr_in).cast(), &mut len) };
+            let n = unsafe {
+                libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    (&mut sa as *mut libc::sockaddr_in).cast(),
+                    &mut len,
+                )
+            };
             if n >= 0 {
                 let n = n as usize;
                 let mut rec = vec![0u8; 32 + n.div_ceil(8) * 8];
@@ -460,7 +533,9 @@ fn pump(c: &mut Client, s: SocketIndex, stats: &mut Stats) -> bool {
     let k = c.region.tx_peek(s, &mut buf);
     if k > 0 {
         // SAFETY: valid buffer.
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), k, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::send(fd, buf.as_ptr().cast(), k, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+        };
         if n > 0 {
             c.region.tx_consume(s, n as u64);
             stats.tx_bytes += n as u64;
@@ -501,7 +576,11 @@ fn pump(c: &mut Client, s: SocketIndex, stats: &mut Stats) -> bool {
 fn publish(c: &mut Client, s: SocketIndex) {
     let Some(b) = c.socks.get_mut(&s.0) else { return };
     let fd = b.fd.as_raw_fd();
-    let mut p = libc::pollfd { fd, events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLPRI, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLPRI,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut p, 1, 0) };
     let k = p.revents as u16 as u32;
@@ -538,17 +617,24 @@ fn publish(c: &mut Client, s: SocketIndex) {
 
 // ---- running programs ----------------------------------------------------------------------
 
-/// `libjoyride.so` next to the test binary's `deps/` (cargo builds the package's cdylib before
-/// its integration tests).
+/// `libjoyride.so` built for this test run. `cargo test` builds the package's cdylib with the
+/// rlib (one rustc invocation) into `deps/`, but only `cargo build` copies it up into the
+/// profile directory, so the newer of the two is the current one.
 pub(crate) fn lib_path() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    for p in [profile.join("libjoyride.so"), profile.join("deps").join("libjoyride.so")] {
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("libjoyride.so not found under {}: run `cargo build -p joyride-posix` first", profile.display());
+    let candidates = [profile.join("deps").join("libjoyride.so"), profile.join("libjoyride.so")];
+    candidates
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| {
+            panic!(
+                "libjoyride.so not found under {}: run `cargo build -p joyride-posix`",
+                profile.display()
+            )
+        })
 }
 
 /// Compiles `tests/c/NAME.c` with `cc` (once per test binary run) and returns the executable.
