@@ -35,7 +35,7 @@ pub const DEFAULT_SOCKET: &str = "/run/joyride/joyride.sock";
 #[derive(Debug)]
 pub(crate) enum Mode {
     /// Joyride sockets through the service.
-    Service(Conn),
+    Service(Box<Conn>),
     /// No service, `JOYRIDE_FALLBACK=kernel`: everything goes to libc.
     Kernel,
     /// No service and no fallback: AF_INET `socket()` fails with this errno.
@@ -64,7 +64,7 @@ fn init() -> Mode {
     let fallback = std::env::var("JOYRIDE_FALLBACK").is_ok_and(|v| v == "kernel");
     let spin_us = std::env::var("JOYRIDE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     match Conn::connect(&path, Duration::from_micros(spin_us)) {
-        Ok(c) => Mode::Service(c),
+        Ok(c) => Mode::Service(Box::new(c)),
         Err(why) if fallback => {
             let _ = why;
             Mode::Kernel
@@ -241,7 +241,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     fn connect(path: &[u8], spin: Duration) -> Result<Conn, String> {
-        let unix = sys::unix_connect(path).map_err(|e| errno_text(e))?;
+        let unix = sys::unix_connect(path).map_err(errno_text)?;
         let client = ClientRegion::receive(unix.as_fd()).map_err(|e| format!("{e}"))?;
         let memfd = client.region().fd().try_clone_to_owned().map_err(|e| format!("{e}"))?;
         let region = Region::from_fd(memfd, client.layout().region_size)

@@ -321,3 +321,46 @@ fn release_entry(old: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(s: &Sock) -> u64 {
+        s.life.load(Ordering::Acquire) & REFS
+    }
+
+    #[test]
+    fn entries_route_count_references_and_recycle() {
+        // A number far above anything the test process opens.
+        let fd = 3_000_000;
+        assert!(matches!(route(fd), Route::Kernel));
+        let s = alloc(5, flag::DGRAM).unwrap();
+        install(fd, &s).unwrap();
+        install(fd + 1, &s).unwrap(); // a dup
+        assert_eq!(count(&s), 3, "two fds and the allocation reference");
+        let old_entry = entry(fd);
+        drop(s);
+        let Route::Sock(r) = route(fd) else { panic!("not routed") };
+        assert_eq!(r.idx().0, 5);
+        assert!(r.has(flag::DGRAM));
+        drop(r);
+        drop(forget(fd));
+        assert!(matches!(route(fd), Route::Kernel));
+        assert!(!is_ours(fd) && is_ours(fd + 1));
+        // The last fd goes: the object is recycled with a new generation, so the old entry
+        // can never reach whatever reuses it.
+        drop(forget(fd + 1));
+        assert!(acquire(old_entry).is_none());
+        let again = alloc(6, 0).unwrap();
+        assert!(acquire(old_entry).is_none());
+        drop(again);
+    }
+
+    #[test]
+    fn out_of_range_fds_are_never_ours() {
+        assert!(matches!(route(-1), Route::Kernel));
+        assert!(matches!(route(i32::MAX), Route::Kernel));
+        assert!(install(i32::MAX, &alloc(1, 0).unwrap()).is_err());
+    }
+}

@@ -160,14 +160,18 @@ pub(crate) mod variadic {
 
 /// The calling thread's `errno`.
 pub(crate) fn errno() -> Errno {
-    // SAFETY: `__errno_location` returns this thread's errno slot, always valid.
-    Errno(unsafe { *libc::__errno_location() })
+    // SAFETY: `__errno_location` has no preconditions.
+    let p = unsafe { libc::__errno_location() };
+    // SAFETY: it returns this thread's errno slot, always valid and aligned.
+    Errno(unsafe { *p })
 }
 
 /// Sets the calling thread's `errno`.
 pub(crate) fn set_errno(e: Errno) {
-    // SAFETY: as above; writing an int to our own thread's errno.
-    unsafe { *libc::__errno_location() = e.0 };
+    // SAFETY: `__errno_location` has no preconditions.
+    let p = unsafe { libc::__errno_location() };
+    // SAFETY: this thread's errno slot; writing an int to it.
+    unsafe { *p = e.0 };
 }
 
 fn cvt(r: c_int) -> Res<c_int> {
@@ -201,14 +205,14 @@ pub(crate) fn close(fd: RawFd) -> Res<()> {
 
 /// Real `dup3`/`dup2` (flags 0 and `fd == to` handled by the caller).
 pub(crate) fn dup3(fd: RawFd, to: RawFd, flags: c_int) -> Res<RawFd> {
-    // SAFETY: descriptor numbers only.
-    cvt(unsafe {
-        if flags == 0 {
-            next::dup2(fd, to)
-        } else {
-            next::dup3(fd, to, flags)
-        }
-    })
+    let r = if flags == 0 {
+        // SAFETY: descriptor numbers only.
+        unsafe { next::dup2(fd, to) }
+    } else {
+        // SAFETY: descriptor numbers only.
+        unsafe { next::dup3(fd, to, flags) }
+    };
+    cvt(r)
 }
 
 /// Real `dup`.

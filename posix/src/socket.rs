@@ -416,10 +416,8 @@ pub(crate) fn recv(s: &SockRef, buf: &mut [u8], flags: i32) -> Res<(usize, Optio
                 }
             };
             got += n;
-            if !waitall || got == buf.len() {
-                if n > 0 {
-                    return Ok((got, None));
-                }
+            if (!waitall || got == buf.len()) && n > 0 {
+                return Ok((got, None));
             }
             continue;
         }
@@ -860,4 +858,42 @@ pub(crate) enum Route2 {
     Sock(SockRef),
     /// Anything else.
     Kernel,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sin(family: u16, port: u16, addr: [u8; 4]) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[0..2].copy_from_slice(&family.to_ne_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[4..8].copy_from_slice(&addr);
+        b
+    }
+
+    #[test]
+    fn addresses_parse_with_linux_checks() {
+        let a = sin(libc::AF_INET as u16, 8080, [127, 0, 0, 1]);
+        assert_eq!(parse_addr(&a, false), Ok(SockAddr::V4 { addr: [127, 0, 0, 1], port: 8080 }));
+        assert_eq!(parse_addr(&a[..15], false), Err(Errno::INVAL));
+        let six = sin(libc::AF_INET6 as u16, 1, [0; 4]);
+        assert_eq!(parse_addr(&six, true), Err(Errno::AFNOSUPPORT));
+        // bind accepts AF_UNSPEC only with INADDR_ANY; connect never.
+        let unspec = sin(libc::AF_UNSPEC as u16, 9, [0; 4]);
+        assert_eq!(parse_addr(&unspec, true), Ok(SockAddr::V4 { addr: [0; 4], port: 9 }));
+        assert_eq!(parse_addr(&unspec, false), Err(Errno::AFNOSUPPORT));
+        let unspec_lo = sin(libc::AF_UNSPEC as u16, 9, [127, 0, 0, 1]);
+        assert_eq!(parse_addr(&unspec_lo, true), Err(Errno::AFNOSUPPORT));
+    }
+
+    #[test]
+    fn addresses_encode_as_sockaddr_in() {
+        let (b, n) = encode_addr(&SockAddr::V4 { addr: [10, 1, 2, 3], port: 443 });
+        assert_eq!(n, 16);
+        assert_eq!(parse_addr(&b[..n], false), Ok(SockAddr::V4 { addr: [10, 1, 2, 3], port: 443 }));
+        assert!(b[8..16].iter().all(|&x| x == 0), "sin_zero");
+        let v6 = SockAddr::V6 { addr: [1; 16], port: 80, flowinfo: 0, scope_id: 3 };
+        assert_eq!(encode_addr(&v6).1, 28);
+    }
 }

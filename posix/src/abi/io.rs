@@ -36,8 +36,11 @@ extern "C" {
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     match route(fd) {
-        // SAFETY: caller's contract.
-        Route::Sock(s) => edge(|| recv_into(&s, unsafe { recv_buf(&s, buf, n, 0) }?, 0)),
+        Route::Sock(s) => edge(|| {
+            // SAFETY: caller's contract.
+            let v = unsafe { recv_buf(&s, buf, n, 0) };
+            recv_into(&s, v?, 0)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::read(fd, buf, n) },
     }
@@ -72,10 +75,11 @@ unsafe fn recv_buf<'a>(
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
     match route(fd) {
-        // SAFETY: caller's contract.
-        Route::Sock(s) => {
-            edge(|| socket::send(&s, unsafe { bytes(buf, n) }?, 0, None).map(to_ssize))
-        }
+        Route::Sock(s) => edge(|| {
+            // SAFETY: caller's contract.
+            let v = unsafe { bytes(buf, n) };
+            socket::send(&s, v?, 0, None).map(to_ssize)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::write(fd, buf, n) },
     }
@@ -88,8 +92,11 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
 #[no_mangle]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
     match route(fd) {
-        // SAFETY: caller's contract.
-        Route::Sock(s) => edge(|| recv_into(&s, unsafe { recv_buf(&s, buf, n, flags) }?, flags)),
+        Route::Sock(s) => edge(|| {
+            // SAFETY: caller's contract.
+            let v = unsafe { recv_buf(&s, buf, n, flags) };
+            recv_into(&s, v?, flags)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::recv(fd, buf, n, flags) },
     }
@@ -102,10 +109,11 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_i
 #[no_mangle]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
     match route(fd) {
-        // SAFETY: caller's contract.
-        Route::Sock(s) => {
-            edge(|| socket::send(&s, unsafe { bytes(buf, n) }?, flags, None).map(to_ssize))
-        }
+        Route::Sock(s) => edge(|| {
+            // SAFETY: caller's contract.
+            let v = unsafe { bytes(buf, n) };
+            socket::send(&s, v?, flags, None).map(to_ssize)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::send(fd, buf, n, flags) },
     }
@@ -259,10 +267,11 @@ unsafe fn recv_vec(
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
     match route(fd) {
-        // SAFETY: caller's contract.
-        Route::Sock(s) => {
-            edge(|| unsafe { recv_vec(&s, iov, cnt, 0) }.map(|(n, _, _)| to_ssize(n)))
-        }
+        Route::Sock(s) => edge(|| {
+            // SAFETY: caller's contract.
+            let v = unsafe { recv_vec(&s, iov, cnt, 0) };
+            v.map(|(n, _, _)| to_ssize(n))
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::readv(fd, iov, cnt) },
     }
@@ -397,8 +406,11 @@ fn sendfile_into(s: &SockRef, inp: c_int, off: Option<&mut off_t>, n: usize) -> 
 pub unsafe extern "C" fn sendfile(out: c_int, inp: c_int, off: *mut off_t, n: size_t) -> ssize_t {
     match (route(out), fdtable::is_ours(inp)) {
         (_, true) => edge(|| Err::<ssize_t, _>(Errno::INVAL)),
-        // SAFETY: `off` null or valid per the caller's contract.
-        (Route::Sock(s), false) => edge(|| sendfile_into(&s, inp, unsafe { off.as_mut() }, n)),
+        (Route::Sock(s), false) => edge(|| {
+            // SAFETY: `off` null or valid per the caller's contract.
+            let v = unsafe { off.as_mut() };
+            sendfile_into(&s, inp, v, n)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::sendfile(out, inp, off, n) },
     }
@@ -412,8 +424,11 @@ pub unsafe extern "C" fn sendfile(out: c_int, inp: c_int, off: *mut off_t, n: si
 pub unsafe extern "C" fn sendfile64(out: c_int, inp: c_int, off: *mut off_t, n: size_t) -> ssize_t {
     match (route(out), fdtable::is_ours(inp)) {
         (_, true) => edge(|| Err::<ssize_t, _>(Errno::INVAL)),
-        // SAFETY: `off` null or valid per the caller's contract.
-        (Route::Sock(s), false) => edge(|| sendfile_into(&s, inp, unsafe { off.as_mut() }, n)),
+        (Route::Sock(s), false) => edge(|| {
+            // SAFETY: `off` null or valid per the caller's contract.
+            let v = unsafe { off.as_mut() };
+            sendfile_into(&s, inp, v, n)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::sendfile64(out, inp, off, n) },
     }

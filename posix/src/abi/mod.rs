@@ -5,7 +5,7 @@
 //!    from `libc_next` untouched (no allocation, no lock, errno as libc left it);
 //! 2. validate and convert the C arguments once (`NULL` → `EFAULT`, lengths → slices);
 //! 3. call safe code in `socket`/`events`;
-//! 4. map the `Result` to the C return value in [`edge`], the one place that sets `errno`
+//! 4. map the `Result` to the C return value in `edge`, the one place that sets `errno`
 //!    (and catches a panic, which must never unwind into C: it becomes `EIO`).
 
 use crate::errno::{Errno, Res};

@@ -69,9 +69,10 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_
         // SAFETY: forwarded unchanged.
         return unsafe { next::poll(fds, n, timeout) };
     }
-    // SAFETY: caller's contract.
     edge(|| {
-        events::poll(unsafe { pollfds(fds, n) }?, ms_timeout(timeout), None).map(|k| k as c_int)
+        // SAFETY: caller's contract.
+        let fds = unsafe { pollfds(fds, n) }?;
+        events::poll(fds, ms_timeout(timeout), None).map(|k| k as c_int)
     })
 }
 

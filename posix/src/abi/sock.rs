@@ -34,10 +34,11 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int
 #[no_mangle]
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     match route(fd) {
-        // SAFETY: caller's contract, forwarded.
-        Route::Sock(s) => {
-            edge(|| socket::bind(&s, unsafe { read_addr(addr, len, true) }?).map(|()| 0))
-        }
+        Route::Sock(s) => edge(|| {
+            // SAFETY: caller's contract, forwarded.
+            let v = unsafe { read_addr(addr, len, true) };
+            socket::bind(&s, v?).map(|()| 0)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::bind(fd, addr, len) },
     }
@@ -104,10 +105,11 @@ pub unsafe extern "C" fn accept4(
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     match route(fd) {
-        // SAFETY: caller's contract, forwarded.
-        Route::Sock(s) => {
-            edge(|| socket::connect(&s, unsafe { read_addr(addr, len, false) }?).map(|()| 0))
-        }
+        Route::Sock(s) => edge(|| {
+            // SAFETY: caller's contract, forwarded.
+            let v = unsafe { read_addr(addr, len, false) };
+            socket::connect(&s, v?).map(|()| 0)
+        }),
         // SAFETY: forwarded unchanged.
         _ => unsafe { next::connect(fd, addr, len) },
     }

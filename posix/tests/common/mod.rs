@@ -144,7 +144,7 @@ fn serve(listener: UnixListener, stop: &AtomicBool) -> Stats {
     };
     while !stop.load(Ordering::Acquire) {
         while let Ok((conn, _)) = listener.accept() {
-            let mut region = ServiceRegion::create(cfg).unwrap();
+            let region = ServiceRegion::create(cfg).unwrap();
             region.send_handshake(conn.as_fd()).unwrap();
             stats.clients += 1;
             clients.push(Client { region, conn, socks: HashMap::new() });
@@ -412,12 +412,12 @@ fn handle(
             let mut len = 16 as libc::socklen_t;
             let p = (&mut sa as *mut libc::sockaddr_in).cast();
             // SAFETY: valid out-pointers.
-            let r = unsafe {
-                if matches!(cmd, Command::GetSockName { .. }) {
-                    libc::getsockname(fd, p, &mut len)
-                } else {
-                    libc::getpeername(fd, p, &mut len)
-                }
+            let r = if matches!(cmd, Command::GetSockName { .. }) {
+                // SAFETY: valid out-pointers.
+                unsafe { libc::getsockname(fd, p, &mut len) }
+            } else {
+                // SAFETY: valid out-pointers.
+                unsafe { libc::getpeername(fd, p, &mut len) }
             };
             if r < 0 {
                 return Some((err(errno()), none));
