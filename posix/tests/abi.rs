@@ -101,3 +101,11 @@ fn no_service_without_fallback_is_a_clear_error() {
     assert!(err.contains("ENETDOWN"), "the program's own CHECK names the errno: {err}");
     assert_eq!(err.matches("joyride: cannot reach").count(), 1, "said once: {err}");
 }
+
+#[test]
+fn udp_datagrams_addresses_and_truncation() {
+    let (out, stats) = same_as_kernel("udp");
+    assert!(out.contains("  from right port=1 len=16 data=hello"), "{out}");
+    assert!(out.contains("  flags MSG_TRUNC=1 namelen=16 data=abcd"), "{out}");
+    assert!(stats.rx_bytes > 0 && stats.tx_bytes > 0, "{stats:?}");
+}

@@ -241,6 +241,8 @@ fn iov_total(iov: &[iovec]) -> Res<usize> {
 /// Largest temporary buffer one vectored receive uses (a stream read may return less).
 const VEC_RECV_MAX: usize = 4 << 20;
 
+/// A vectored receive: returns (the call's result, source, whether a datagram was truncated).
+///
 /// # Safety
 /// `iov` must point at `cnt` iovecs describing writable memory.
 unsafe fn recv_vec(
@@ -248,16 +250,20 @@ unsafe fn recv_vec(
     iov: *const iovec,
     cnt: c_int,
     flags: c_int,
-) -> Res<(usize, Option<joyride_ipc::SockAddr>, usize)> {
+) -> Res<(usize, Option<joyride_ipc::SockAddr>, bool)> {
     // SAFETY: caller's contract.
     let iov = unsafe { iovecs(iov, usize::try_from(cnt).map_err(|_| Errno::INVAL)?) }?;
     let total = iov_total(iov)?;
     let mut tmp = vec![0u8; total.min(VEC_RECV_MAX)];
-    let (n, from) = socket::recv(s, &mut tmp, flags)?;
+    let dgram = s.has(crate::fdtable::flag::DGRAM);
+    // For a datagram ask for its full length, to report truncation (MSG_TRUNC in msg_flags).
+    let f = if dgram { flags | libc::MSG_TRUNC } else { flags };
+    let (n, from) = socket::recv(s, &mut tmp, f)?;
     let copied = n.min(tmp.len());
     // SAFETY: caller's contract.
     unsafe { scatter(iov, &tmp[..copied]) }?;
-    Ok((n, from, total))
+    let ret = if dgram && flags & libc::MSG_TRUNC == 0 { copied } else { n };
+    Ok((ret, from, dgram && n > copied))
 }
 
 /// `readv(2)`.
@@ -340,12 +346,9 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
             // SAFETY: non-null `msghdr` per the caller's contract; read by value.
             let mut m = unsafe { msg.read() };
             // SAFETY: caller's contract.
-            let (n, from, total) =
+            let (n, from, truncated) =
                 unsafe { recv_vec(&s, m.msg_iov, m.msg_iovlen as c_int, flags) }?;
-            m.msg_flags = 0;
-            if s.has(crate::fdtable::flag::DGRAM) && n > total {
-                m.msg_flags |= libc::MSG_TRUNC;
-            }
+            m.msg_flags = if truncated { libc::MSG_TRUNC } else { 0 };
             m.msg_controllen = 0;
             match from {
                 Some(a) if !m.msg_name.is_null() => {

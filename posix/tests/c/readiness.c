@@ -32,7 +32,7 @@ int main(void) {
     CHECK(write(pp[1], "p", 1) == 1);
     { int n = poll(p, 2, 1000); printf("poll pipe: %d sock=%#x pipe=%#x\n", n, p[0].revents, p[1].revents); }
     CHECK(send(c, "abc", 3, 0) == 3);
-    usleep(20000);
+    wait_in(s);
     { int n = poll(p, 2, 1000); printf("poll both: %d sock=%#x pipe=%#x\n", n, p[0].revents, p[1].revents); }
     struct pollfd po = { .fd = s, .events = POLLOUT | POLLIN | POLLRDHUP };
     { int n = poll(&po, 1, 0); printf("poll out: %d %#x\n", n, po.revents); }
@@ -64,7 +64,7 @@ int main(void) {
     show_epoll("ET nothing", ep, 0);
     CHECK(send(c, "12", 2, 0) == 2);
     CHECK(write(pp[1], "q", 1) == 1);
-    usleep(20000);
+    wait_in(s);
     show_epoll("ET edge", ep, 1000);
     show_epoll("ET no new edge", ep, 0);
     CHECK(send(c, "34", 2, 0) == 2);
