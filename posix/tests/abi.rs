@@ -109,3 +109,16 @@ fn udp_datagrams_addresses_and_truncation() {
     assert!(out.contains("  flags MSG_TRUNC=1 namelen=16 data=abcd"), "{out}");
     assert!(stats.rx_bytes > 0 && stats.tx_bytes > 0, "{stats:?}");
 }
+
+/// `cargo test -p joyride-posix --test abi -- --ignored --nocapture pingpong`: 64-byte TCP
+/// round trips between two threads, kernel loopback vs the shim + in-test service (which itself
+/// relays over kernel loopback, so this measures the shim and ipc overhead, not Joyride's TCP).
+#[test]
+#[ignore]
+fn pingpong_latency() {
+    let bin = compile("pingpong");
+    let k = ok(&run(&bin, &[], Stack::Kernel), "kernel");
+    let svc = TestService::start();
+    let j = ok(&run(&bin, &[], Stack::Joyride(&svc)), "joyride");
+    println!("kernel:  {k}joyride: {j}");
+}
