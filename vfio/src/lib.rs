@@ -16,6 +16,10 @@
 //!   and alignment; [`bar::MmioRegion`] is the only place volatile MMIO happens.
 //! - PCI config space, capability walk, bus mastering, `VFIO_DEVICE_RESET`, and MSI-X vectors
 //!   routed to eventfds ([`Device::enable_msix`]) for an interrupt-driven idle mode.
+//! - [`bind`]: handing a device to `vfio-pci` and back through sysfs
+//!   ([`bind::bind_to_vfio`], [`bind::unbind`], [`bind::restore`], [`bind::check_vfio`]), with
+//!   errors that name what is missing (IOMMU off, vfio-pci not loaded, `/dev/vfio` absent,
+//!   device held by another process).
 //!
 //! ## Why our own ioctls and not `vfio-ioctls`
 //! The dozen ioctls fit in one module ([`sys`]) of a few hundred lines with pinned structure
@@ -37,6 +41,7 @@
 
 #[allow(unsafe_code)]
 pub mod bar;
+pub mod bind;
 mod device;
 #[allow(unsafe_code)]
 pub mod dma;
