@@ -1,9 +1,13 @@
 //! Opening a NIC backend from a [`BackendSpec`], with errors a person can act on, and the
 //! fault-injecting wrapper whose statistics stay readable after the NIC is boxed.
+//!
+//! PCI NICs (`vfio:BDF[,bind]`) are opened through VFIO, their vendor/device ID is read from
+//! config space, and [`PCI_DRIVERS`] picks the Joyride driver that brings them up.
 
 use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use joyride_drivers::af_packet::{AfPacket, AfPacketConfig};
@@ -13,6 +17,9 @@ use joyride_drivers::tap::{Tap, TapConfig};
 use joyride_drivers::{
     Batch, Capabilities, LinkState, Nic, NicError, Pool, PoolConfig, QueueCounters, QueueId,
 };
+use joyride_vfio::bind::{self, BindError};
+use joyride_vfio::{Device, IovaSpace, RealSys, Sys, VfioError};
+use joyride_virtio::{VirtioNet, VirtioNetConfig};
 
 use crate::config::{BackendSpec, FaultSpec};
 
@@ -44,6 +51,39 @@ pub enum BackendError {
     /// The packet-buffer pool could not be mapped.
     #[error("packet buffer pool: {0}")]
     Pool(String),
+    /// Binding the device to vfio-pci, or checking that it is bound, failed.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Opening the device through VFIO failed.
+    #[error("vfio {bdf}: {err}")]
+    Vfio {
+        /// The PCI address.
+        bdf: String,
+        /// Why.
+        err: VfioError,
+    },
+    /// No Joyride driver handles this PCI device.
+    #[error("unsupported device {vendor:04x}:{device:04x} at {bdf} (supported: {supported})")]
+    UnsupportedDevice {
+        /// The PCI address.
+        bdf: String,
+        /// PCI vendor ID.
+        vendor: u16,
+        /// PCI device ID.
+        device: u16,
+        /// What is supported, in words.
+        supported: String,
+    },
+    /// The driver could not bring the device up.
+    #[error("{driver} on {bdf}: {err}")]
+    Driver {
+        /// The PCI address.
+        bdf: String,
+        /// The driver.
+        driver: &'static str,
+        /// Why.
+        err: DriverError,
+    },
     /// Anything else the OS said.
     #[error("{backend} {name}: {err}")]
     Os {
@@ -78,6 +118,90 @@ pub fn buf_size_for_mtu(mtu: u16) -> u32 {
 pub fn make_pool(mtu: u16, count: u32) -> Result<Pool, BackendError> {
     Pool::new(PoolConfig { count, buf_size: buf_size_for_mtu(mtu), ..PoolConfig::default() })
         .map_err(|e| BackendError::Pool(e.to_string()))
+}
+
+/// A driver's bring-up error, type-erased (each driver crate has its own error type).
+pub type DriverError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A Joyride driver for PCI NICs: the IDs it drives and its constructor.
+#[derive(Debug)]
+pub struct PciDriver {
+    /// What it drives, in words (`virtio-net`).
+    pub model: &'static str,
+    /// The driver (its crate).
+    pub driver: &'static str,
+    /// PCI vendor ID.
+    pub vendor: u16,
+    /// PCI device IDs.
+    pub devices: &'static [u16],
+    /// Brings the opened device up with receive buffers from the pool.
+    pub open: fn(Device, Pool) -> Result<Box<dyn Nic>, DriverError>,
+}
+
+/// The PCI NICs Joyride drives, by vendor and device ID: one line per driver.
+pub static PCI_DRIVERS: &[PciDriver] = &[
+    // Modern (virtio 1.x) virtio-net; the transitional 1af4:1000 cannot sit behind an IOMMU.
+    PciDriver {
+        model: "virtio-net",
+        driver: "joyride_virtio",
+        vendor: 0x1af4,
+        devices: &[0x1041],
+        open: |d, p| Ok(Box::new(VirtioNet::new(d, p, VirtioNetConfig::default())?)),
+    },
+    // ixgbe (Intel 82599 8086:10fb, 82576 8086:10c9) and mlx5 (15b3:...) go here, one entry
+    // each; then shorten DRIVERS_COMING.
+];
+
+/// What the unsupported-device message promises next.
+const DRIVERS_COMING: &str = "Intel 82599/82576 and mlx5 coming";
+
+/// The driver for PCI device `vendor:device`, or an [`BackendError::UnsupportedDevice`] listing
+/// what is supported.
+pub fn select_pci_driver(
+    bdf: &str,
+    vendor: u16,
+    device: u16,
+) -> Result<&'static PciDriver, BackendError> {
+    PCI_DRIVERS.iter().find(|d| d.vendor == vendor && d.devices.contains(&device)).ok_or_else(
+        || {
+            let mut supported: Vec<String> = PCI_DRIVERS
+                .iter()
+                .map(|d| {
+                    let ids: Vec<String> =
+                        d.devices.iter().map(|id| format!("{:04x}:{id:04x}", d.vendor)).collect();
+                    format!("{} {}", d.model, ids.join(", "))
+                })
+                .collect();
+            supported.push(DRIVERS_COMING.to_string());
+            BackendError::UnsupportedDevice {
+                bdf: bdf.to_string(),
+                vendor,
+                device,
+                supported: supported.join("; "),
+            }
+        },
+    )
+}
+
+/// Opens PCI device `bdf` through VFIO (over `sys`), reads its IDs from config space and
+/// brings it up with the driver [`select_pci_driver`] picks. The device must already be bound
+/// to vfio-pci.
+pub fn open_vfio(
+    sys: Arc<dyn Sys>,
+    bdf: &str,
+    pool: Pool,
+) -> Result<(Box<dyn Nic>, &'static PciDriver), BackendError> {
+    let vfio_err = |err| BackendError::Vfio { bdf: bdf.to_string(), err };
+    let dev = Device::open(sys, bdf, IovaSpace::default()).map_err(vfio_err)?;
+    let (vendor, device) = dev.pci_ids().map_err(vfio_err)?;
+    let drv = select_pci_driver(bdf, vendor, device)?;
+    tracing::info!(bdf, vendor, device, driver = drv.driver, "opening PCI NIC");
+    let nic = (drv.open)(dev, pool).map_err(|err| BackendError::Driver {
+        bdf: bdf.to_string(),
+        driver: drv.driver,
+        err,
+    })?;
+    Ok((nic, drv))
 }
 
 /// Opens `spec` with buffers from `pool`. `mtu` sizes the shm wire's slots (other backends
@@ -120,6 +244,21 @@ pub fn open_backend(
                     }
                 }
             }
+        }
+        BackendSpec::Vfio { bdf, bind } => {
+            if *bind {
+                let b = bind::bind_to_vfio(bdf)?;
+                tracing::info!(
+                    bdf = %b.bdf,
+                    group = b.group,
+                    previous = b.previous.as_deref().unwrap_or("none"),
+                    "bound to vfio-pci"
+                );
+            } else {
+                // Say what is wrong in words before VFIO says it in errnos.
+                bind::check_vfio(bdf)?;
+            }
+            open_vfio(Arc::new(RealSys), bdf, pool)?.0
         }
     })
 }
@@ -193,6 +332,64 @@ mod tests {
         assert_eq!(e.to_string(), "need root or CAP_NET_RAW for af-packet");
         assert_eq!(buf_size_for_mtu(1500), 2048);
         assert_eq!(buf_size_for_mtu(9000), 9152);
+    }
+
+    #[test]
+    fn pci_ids_pick_the_driver() {
+        let d = select_pci_driver("0000:00:03.0", 0x1af4, 0x1041).unwrap();
+        assert_eq!((d.driver, d.model), ("joyride_virtio", "virtio-net"));
+        for (v, dev) in [(0x1af4, 0x1000), (0x8086, 0x10fb), (0x8086, 0x10c9), (0x15b3, 0x1017)] {
+            assert!(select_pci_driver("x", v, dev).is_err(), "{v:04x}:{dev:04x}");
+        }
+        let e = select_pci_driver("0000:00:05.0", 0x8086, 0x10d3).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unsupported device 8086:10d3 at 0000:00:05.0 (supported: virtio-net 1af4:1041; \
+             Intel 82599/82576 and mlx5 coming)"
+        );
+        // Every table entry is reachable and no two claim the same ID.
+        for (i, a) in PCI_DRIVERS.iter().enumerate() {
+            for &id in a.devices {
+                let picked = select_pci_driver("x", a.vendor, id).unwrap();
+                assert!(std::ptr::eq(picked, &PCI_DRIVERS[i]), "{:04x}:{id:04x}", a.vendor);
+            }
+        }
+    }
+
+    fn fake_pci(vendor: u16, device: u16) -> Arc<joyride_vfio::fake::FakeSys> {
+        let mut config = vec![0u8; 256];
+        config[0..2].copy_from_slice(&vendor.to_le_bytes());
+        config[2..4].copy_from_slice(&device.to_le_bytes());
+        Arc::new(joyride_vfio::fake::FakeSys::new(vec![joyride_vfio::fake::FakeDevice {
+            bdf: "0000:00:03.0".into(),
+            group: 3,
+            viable: true,
+            config,
+            bars: vec![],
+            msix: 1,
+            resettable: true,
+        }]))
+    }
+
+    #[test]
+    fn open_vfio_reads_ids_from_config_space() {
+        let pool = make_pool(1500, 64).unwrap();
+        // An Intel 82599 behind VFIO: opened, read, refused by ID.
+        let Err(e) = open_vfio(fake_pci(0x8086, 0x10fb), "0000:00:03.0", pool.clone()) else {
+            panic!("no driver should take 8086:10fb")
+        };
+        assert!(e.to_string().starts_with("unsupported device 8086:10fb at 0000:00:03.0"), "{e}");
+        // A virtio-net ID goes to joyride_virtio, which finds no virtio capabilities here.
+        let Err(e) = open_vfio(fake_pci(0x1af4, 0x1041), "0000:00:03.0", pool.clone()) else {
+            panic!("a device without virtio capabilities came up")
+        };
+        assert!(matches!(e, BackendError::Driver { driver: "joyride_virtio", .. }), "{e}");
+        assert!(e.to_string().contains("virtio capability missing"), "{e}");
+        // VFIO errors name the device.
+        let Err(e) = open_vfio(fake_pci(0x1af4, 0x1041), "0000:00:09.0", pool) else {
+            panic!("opened a device that does not exist")
+        };
+        assert!(e.to_string().starts_with("vfio 0000:00:09.0: "), "{e}");
     }
 
     #[test]

@@ -36,15 +36,27 @@ pub enum BackendSpec {
         /// Create the wire (the other end opens it).
         create: bool,
     },
+    /// `vfio:BDF[,bind]`: a PCI NIC driven from user space through VFIO by the Joyride driver
+    /// its vendor/device ID selects ([`crate::backend::PCI_DRIVERS`]); `bind` first hands the
+    /// device to vfio-pci.
+    Vfio {
+        /// The PCI address, normalized (`0000:00:03.0`).
+        bdf: String,
+        /// Bind the device to vfio-pci before opening it.
+        bind: bool,
+    },
 }
+
+/// What `--backend` accepts (for error messages and help).
+pub const BACKEND_FORMS: &str =
+    "af-packet:IFACE | tap:NAME | shm:PATH[,create] | vfio:BDF[,bind] (e.g. vfio:0000:00:03.0)";
 
 impl FromStr for BackendSpec {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, SpecError> {
         let err = |why: &str| spec_err("backend", s, why);
-        let (kind, arg) = s
-            .split_once(':')
-            .ok_or_else(|| err("expected af-packet:IFACE, tap:NAME or shm:PATH[,create]"))?;
+        let (kind, arg) =
+            s.split_once(':').ok_or_else(|| err(&format!("expected {BACKEND_FORMS}")))?;
         if arg.is_empty() {
             return Err(err("missing argument after ':'"));
         }
@@ -61,7 +73,19 @@ impl FromStr for BackendSpec {
                 };
                 Ok(BackendSpec::Shm { path: PathBuf::from(path), create })
             }
-            other => Err(err(&format!("unknown backend {other:?}"))),
+            "vfio" => {
+                let (addr, bind) = match arg.split_once(',') {
+                    Some((a, "bind")) => (a, true),
+                    Some((_, other)) => {
+                        return Err(err(&format!("unknown vfio option {other:?} (only `bind`)")))
+                    }
+                    None => (arg, false),
+                };
+                let bdf =
+                    joyride_vfio::bind::normalize_bdf(addr).map_err(|e| err(&e.to_string()))?;
+                Ok(BackendSpec::Vfio { bdf, bind })
+            }
+            other => Err(err(&format!("unknown backend {other:?} (expected {BACKEND_FORMS})"))),
         }
     }
 }
@@ -73,6 +97,9 @@ impl fmt::Display for BackendSpec {
             BackendSpec::Tap(n) => write!(f, "tap:{n}"),
             BackendSpec::Shm { path, create } => {
                 write!(f, "shm:{}{}", path.display(), if *create { ",create" } else { "" })
+            }
+            BackendSpec::Vfio { bdf, bind } => {
+                write!(f, "vfio:{bdf}{}", if *bind { ",bind" } else { "" })
             }
         }
     }
@@ -174,7 +201,7 @@ impl FromStr for FaultSpec {
 /// The TOML configuration file: the same fields as the command line (which overrides it).
 ///
 /// ```toml
-/// backend = "af-packet:veth0"
+/// backend = "af-packet:veth0"     # or "vfio:0000:00:03.0,bind"
 /// ip = "10.0.0.2/24"
 /// gateway = "10.0.0.1"
 /// mtu = 1500
@@ -235,7 +262,32 @@ mod tests {
             assert!(bad.parse::<BackendSpec>().is_err(), "{bad}");
         }
         let e = "dpdk:0".parse::<BackendSpec>().unwrap_err().to_string();
-        assert!(e.contains("unknown backend"), "{e}");
+        assert!(e.contains("unknown backend") && e.contains("vfio:BDF[,bind]"), "{e}");
+    }
+
+    #[test]
+    fn vfio_backends() {
+        let v = |bdf: &str, bind| Ok(BackendSpec::Vfio { bdf: bdf.into(), bind });
+        assert_eq!("vfio:0000:00:03.0".parse(), v("0000:00:03.0", false));
+        assert_eq!("vfio:0000:00:03.0,bind".parse(), v("0000:00:03.0", true));
+        // Short and upper-case forms are normalized to what sysfs uses.
+        assert_eq!("vfio:00:1F.7,bind".parse(), v("0000:00:1f.7", true));
+        assert_eq!("vfio:0001:3b:00.1".parse(), v("0001:3b:00.1", false));
+        for spec in ["vfio:0000:00:03.0", "vfio:0000:3b:00.1,bind"] {
+            assert_eq!(spec.parse::<BackendSpec>().unwrap().to_string(), spec, "round trip");
+        }
+        for (bad, why) in [
+            ("vfio:", "missing argument"),
+            ("vfio:eth0", "invalid PCI address"),
+            ("vfio:0000:00:03", "invalid PCI address"),
+            ("vfio:0000:00:20.0", "invalid PCI address"),
+            ("vfio:0000:00:03.0/../..", "invalid PCI address"),
+            ("vfio:0000:00:03.0,bnid", "unknown vfio option \"bnid\""),
+            ("vfio:0000:00:03.0,bind,bind", "unknown vfio option"),
+        ] {
+            let e = bad.parse::<BackendSpec>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -265,5 +317,11 @@ mod tests {
         assert_eq!(c.mtu, Some(1400));
         assert_eq!(c.apps, vec!["echo:7".to_string()]);
         assert!(FileConfig::parse("bogus = 1").is_err());
+        let c =
+            FileConfig::parse("backend = \"vfio:00:03.0,bind\"\nip = \"10.0.0.2/24\"\n").unwrap();
+        assert_eq!(
+            c.backend.unwrap().parse(),
+            Ok(BackendSpec::Vfio { bdf: "0000:00:03.0".into(), bind: true })
+        );
     }
 }

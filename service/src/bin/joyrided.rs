@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use joyride_base::{Duration, Instant};
 use joyride_service::apps::{App, AppOutput, AppSpec};
 use joyride_service::backend::{make_pool, open_backend, ObservedFaults};
-use joyride_service::config::{BackendSpec, FaultSpec, FileConfig, IpCidr};
+use joyride_service::config::{BackendSpec, FaultSpec, FileConfig, IpCidr, BACKEND_FORMS};
 use joyride_service::engine::{report, Direction};
 use joyride_service::pcap::PcapWriter;
 use joyride_service::{Clock, Engine, EngineConfig};
@@ -40,6 +40,12 @@ EXAMPLES:
   joyrided --backend shm:/dev/shm/jr,create --ip 10.1.0.1/24 --app sink:5001
   joyrided --backend shm:/dev/shm/jr --ip 10.1.0.2/24 --app source:10.1.0.1:5001:1G --exit-when-done
 
+  # Drive a PCI NIC from user space through VFIO (the driver is picked by PCI ID; `,bind`
+  # hands the device to vfio-pci first; needs root, the IOMMU on and vfio-pci loaded):
+  joyrided --backend vfio:0000:00:03.0,bind --ip 10.0.0.2/24 --app echo:7
+  joyrided vfio-bind 0000:00:03.0      # or bind it beforehand ...
+  joyrided vfio-unbind 0000:00:03.0    # ... and give it back to its kernel driver afterwards
+
   # Fetch a file over HTTP/1.0:
   joyrided --backend tap:jr0 --ip 10.0.0.2/24 --gateway 10.0.0.1 \\
            --app http-get:10.0.0.1:8000:/big.bin:/tmp/big.bin --exit-when-done
@@ -53,6 +59,8 @@ APPS (--app, repeatable):
   udp-client:IP:PORT:SIZES       send one datagram per size (comma list), check each echo
   connect-loop:IP:PORT:N         N short connections in a row to an echo server
 
+PCI NICS (vfio:BDF): virtio-net 1af4:1041 (joyride_virtio); Intel 82599/82576 and mlx5 coming.
+
 SIGNALS: SIGUSR1 prints the counters; SIGINT/SIGTERM exit cleanly (counters printed).
 LOGS: RUST_LOG=debug (tracing env filter), on stderr; app results go to stdout.";
 
@@ -62,10 +70,13 @@ LOGS: RUST_LOG=debug (tracing env filter), on stderr; app results go to stdout."
     name = "joyrided",
     version,
     about = "Joyride: a user-space TCP/IP service that owns one NIC and runs IPv4, ARP, ICMP, UDP and TCP for it",
-    after_help = EXAMPLES
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// NIC backend: `af-packet:IFACE` | `tap:NAME` | `shm:PATH[,create]`
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// NIC backend: `af-packet:IFACE` | `tap:NAME` | `shm:PATH[,create]` | `vfio:BDF[,bind]`
     #[arg(long)]
     backend: Option<String>,
     /// Our address and prefix, e.g. 10.0.0.2/24
@@ -101,6 +112,50 @@ struct Cli {
     linger_secs: f64,
 }
 
+/// Device set-up commands (instead of running the service).
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Bind a PCI device to vfio-pci (driver_override, unbind, drivers_probe) so that
+    /// `--backend vfio:BDF` can drive it; says what is missing (IOMMU, vfio-pci, /dev/vfio)
+    VfioBind {
+        /// PCI address, e.g. 0000:00:03.0
+        bdf: String,
+    },
+    /// Give a PCI device back to its kernel driver (unbind from vfio-pci, clear
+    /// driver_override, reprobe); refuses while a process has it open through VFIO
+    VfioUnbind {
+        /// PCI address, e.g. 0000:00:03.0
+        bdf: String,
+    },
+}
+
+/// Runs a device set-up command; its result line goes to stdout.
+fn device_command(cmd: &Cmd) -> Result<i32> {
+    use joyride_vfio::bind;
+    match cmd {
+        Cmd::VfioBind { bdf } => {
+            let b = bind::bind_to_vfio(bdf)?;
+            let was = match b.previous.as_deref() {
+                Some("vfio-pci") => "already bound".to_string(),
+                Some(d) => format!("was {d}"),
+                None => "had no driver".to_string(),
+            };
+            println!(
+                "{}: bound to vfio-pci ({was}); IOMMU group {} (/dev/vfio/{})",
+                b.bdf, b.group, b.group
+            );
+        }
+        Cmd::VfioUnbind { bdf } => {
+            let bdf = bind::normalize_bdf(bdf)?;
+            let before = bind::Sysfs::default().driver(&bdf)?;
+            let now = bind::restore(&bdf)?;
+            let name = |d: Option<String>| d.unwrap_or_else(|| "none".into());
+            println!("{bdf}: unbound from {}; driver now {}", name(before), name(now));
+        }
+    }
+    Ok(0)
+}
+
 /// The merged configuration.
 struct Settings {
     backend: BackendSpec,
@@ -124,7 +179,7 @@ fn settings(cli: Cli) -> Result<Settings> {
         None => FileConfig::default(),
     };
     let Some(backend) = cli.backend.or(file.backend) else {
-        bail!("no backend: pass --backend af-packet:IFACE | tap:NAME | shm:PATH[,create]")
+        bail!("no backend: pass --backend {BACKEND_FORMS}")
     };
     let Some(ip) = cli.ip.or(file.ip) else { bail!("no address: pass --ip ADDR/PREFIX") };
     let fault = cli.fault.or(file.fault);
@@ -182,6 +237,9 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    if let Some(cmd) = &cli.cmd {
+        return device_command(cmd);
+    }
     let linger = Duration::from_secs_f64(cli.linger_secs.max(0.0));
     let s = settings(cli)?;
     let term = Arc::new(AtomicBool::new(false));
