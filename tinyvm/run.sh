@@ -100,10 +100,12 @@ log "kernel $kver: $(tr '\n' ' ' <"$kdir/modules.order")"
 [ "$prepare_only" = 1 ] && exit 0
 
 # --- 3. static test binary and initramfs ------------------------------------------------------
-log "building the static guest test binary"
+log "building the static guest test binary and joyrided"
 (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release \
-  --target x86_64-unknown-linux-gnu -p joyride-tinyvm --bin tinyvm-guest)
+  --target x86_64-unknown-linux-gnu -p joyride-tinyvm --bin tinyvm-guest \
+  -p joyride-service --bin joyrided)
 bin=$root/target/x86_64-unknown-linux-gnu/release/tinyvm-guest
+joyrided=$root/target/x86_64-unknown-linux-gnu/release/joyrided
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ird=$work/initramfs
@@ -114,6 +116,9 @@ for a in $(/bin/busybox --list); do
 done
 cp "$kdir"/*.ko "$kdir/modules.order" "$ird/modules/"
 cp "$bin" "$ird/bin/tinyvm-guest"
+# The real service binary, for the in-guest `joyrided --backend vfio:BDF` test (debug info
+# stripped: the initramfs lives in the guest's 256 MiB).
+objcopy --strip-debug "$joyrided" "$ird/bin/joyrided" 2>/dev/null || cp "$joyrided" "$ird/bin/joyrided"
 printf '%s\n' "${guest_args[@]}" >"$ird/etc/guest-args"
 cp "$root/tinyvm/init.sh" "$ird/init"
 chmod +x "$ird/init"

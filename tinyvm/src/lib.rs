@@ -12,24 +12,10 @@
 use std::io;
 use std::path::Path;
 
-/// Binds PCI device `bdf` to `vfio-pci` through sysfs (`driver_override`, unbind, probe).
+/// Binds PCI device `bdf` to `vfio-pci` through sysfs (`driver_override`, unbind, probe):
+/// [`joyride_vfio::bind::bind_to_vfio`], with its error as an `io::Error`.
 pub fn bind_vfio(bdf: &str) -> io::Result<()> {
-    let dev = Path::new("/sys/bus/pci/devices").join(bdf);
-    std::fs::write(dev.join("driver_override"), "vfio-pci")?;
-    if dev.join("driver").exists() {
-        let drv = std::fs::read_link(dev.join("driver"))?;
-        if drv.file_name().is_some_and(|n| n == "vfio-pci") {
-            return Ok(());
-        }
-        std::fs::write(dev.join("driver/unbind"), bdf)?;
-    }
-    std::fs::write("/sys/bus/pci/drivers_probe", bdf)?;
-    let drv = std::fs::read_link(dev.join("driver"))?;
-    if drv.file_name().is_some_and(|n| n == "vfio-pci") {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("{bdf} is bound to {drv:?}, not vfio-pci")))
-    }
+    joyride_vfio::bind::bind_to_vfio(bdf).map(|_| ()).map_err(io::Error::other)
 }
 
 /// The network interface the kernel created for PCI device `bdf` (virtio: under `virtioN/net`).
@@ -44,6 +30,16 @@ pub fn netdev_of(bdf: &str) -> Option<String> {
     }
     let net = dev.join("net");
     std::fs::read_dir(net).ok()?.flatten().next()?.file_name().into_string().ok()
+}
+
+/// The NIC's `(rx_packets, tx_packets)` from the `nic:` line of `joyrided`'s counter report
+/// (printed on exit and on SIGUSR1).
+pub fn nic_packets_from_report(report: &str) -> Option<(u64, u64)> {
+    let line = report.lines().rev().find(|l| l.starts_with("nic: "))?;
+    let get = |k: &str| {
+        line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok())
+    };
+    Some((get("rx_packets=")?, get("tx_packets=")?))
 }
 
 /// A counter of `/sys/class/net/IF/statistics/NAME`.
@@ -83,6 +79,15 @@ pub fn is_echo_reply(frame: &[u8], src: [u8; 4], ident: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_nic_counters_from_a_joyrided_report() {
+        let r = "engine: polls=9\nhost: Counters { .. }\nnic: rx_packets=1200 rx_bytes=9 \
+                 rx_drops=0 rx_errors=0 tx_packets=1187 tx_bytes=7 tx_drops=0 tx_errors=0\n";
+        assert_eq!(nic_packets_from_report(r), Some((1200, 1187)));
+        assert_eq!(nic_packets_from_report("nic: rx_packets=1"), None);
+        assert_eq!(nic_packets_from_report("joyrided: ready"), None);
+    }
 
     #[test]
     fn echo_request_checksum_verifies() {

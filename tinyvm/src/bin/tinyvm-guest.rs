@@ -2,13 +2,15 @@
 //!
 //! 0000:00:03.0 (`--bdf`) is first driven by the guest kernel's virtio-net for the packet-rate
 //! baseline, then bound to vfio-pci and driven by Joyride's virtio PMD; 0000:00:04.0
-//! (`--peer-bdf`) stays with the kernel as the Linux peer on the same QEMU hub. Prints one line
-//! per test, then `N passed, N failed`; exits 1 on any failure.
+//! (`--peer-bdf`) stays with the kernel as the Linux peer on the same QEMU hub. Last, the real
+//! `joyrided` binary (`--joyrided`, static, in the initramfs) drives the same device with
+//! `--backend vfio:BDF,bind` and its echo app. Prints one line per test, then
+//! `N passed, N failed`; exits 1 on any failure.
 
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,7 +21,9 @@ use joyride_drivers::{Batch, Nic, Pool, PoolConfig, QueueId};
 use joyride_ip::ipv4::IpProtocol;
 use joyride_service::apps::{App, AppOutput, AppSpec, ByteStream};
 use joyride_service::{clock, Clock, Engine, EngineConfig};
-use joyride_tinyvm::{bind_vfio, icmp_echo_request, if_stat, is_echo_reply, netdev_of};
+use joyride_tinyvm::{
+    bind_vfio, icmp_echo_request, if_stat, is_echo_reply, netdev_of, nic_packets_from_report,
+};
 use joyride_vfio::{Device, IovaSpace, RealSys};
 use joyride_virtio::{VirtioNet, VirtioNetConfig};
 use sha2::{Digest, Sha256};
@@ -33,6 +37,8 @@ struct Args {
     tcp_bytes: u64,
     conns: u32,
     pps_secs: u64,
+    joyrided: String,
+    joyrided_bytes: u64,
 }
 
 fn args() -> Args {
@@ -42,6 +48,8 @@ fn args() -> Args {
         tcp_bytes: 64 << 20,
         conns: 1000,
         pps_secs: 2,
+        joyrided: "/bin/joyrided".into(),
+        joyrided_bytes: 4 << 20,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for kv in v.chunks(2) {
@@ -54,6 +62,11 @@ fn args() -> Args {
             }
             "--conns" => a.conns = val.parse().unwrap_or(a.conns),
             "--pps-secs" => a.pps_secs = val.parse().unwrap_or(a.pps_secs),
+            "--joyrided" => a.joyrided = val,
+            "--joyrided-bytes" => {
+                a.joyrided_bytes =
+                    joyride_service::apps::parse_bytes(&val).unwrap_or(a.joyrided_bytes)
+            }
             _ => eprintln!("tinyvm-guest: ignoring {k}"),
         }
     }
@@ -438,7 +451,212 @@ fn main() {
     });
     println!("tinyvm-guest: nic counters {:?}", eng.nic_counters());
     println!("tinyvm-guest: engine {:?}", eng.counters());
+    // Release the device (reset, unmap, close the VFIO group) for joyrided.
+    drop(eng);
+
+    s.run("joyrided --backend vfio:BDF,bind: echo app, vfio-unbind/bind, SIGTERM", |c| {
+        joyrided_vfio(&a, &peer_if, c)
+    });
+    s.run("joyrided vfio errors: kernel-owned device, unsupported PCI ID", |_| joyrided_errors(&a));
     finish(&s)
+}
+
+/// Runs `cmd` to completion with a deadline (busybox has `timeout`, but this keeps the
+/// output): (exit code, stdout, stderr).
+fn run_bin(bin: &str, args: &[&str]) -> Result<(i32, String, String), String> {
+    let o = Command::new(bin).args(args).output().map_err(|e| format!("{bin}: {e}"))?;
+    let s = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    Ok((o.status.code().unwrap_or(-1), s(&o.stdout), s(&o.stderr)))
+}
+
+fn driver_of(bdf: &str) -> Option<String> {
+    let l = std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver")).ok()?;
+    Some(l.file_name()?.to_string_lossy().into_owned())
+}
+
+/// The real `joyrided` on the device: give it back to the kernel with `joyrided vfio-unbind`,
+/// start `joyrided --backend vfio:BDF,bind --app echo` (which binds it again), check that
+/// `vfio-unbind` refuses while it runs, echo seeded bytes through it from a kernel socket and
+/// compare them, then SIGTERM it: it must exit 0 with counters that match the peer's.
+fn joyrided_vfio(a: &Args, peer_if: &str, c: &Clock) -> Result<String, String> {
+    let (bin, bdf) = (a.joyrided.as_str(), a.bdf.as_str());
+    let (code, out, err) = run_bin(bin, &["vfio-unbind", bdf])?;
+    let kdrv = driver_of(bdf);
+    if code != 0 || kdrv.is_none() || kdrv.as_deref() == Some("vfio-pci") {
+        return Err(format!("vfio-unbind: rc={code} driver={kdrv:?} {out} {err}"));
+    }
+    let (ptx0, prx0) = (if_stat(peer_if, "tx_packets"), if_stat(peer_if, "rx_packets"));
+    let port = 5300;
+    let mut child = Command::new(bin)
+        .args(["--backend", &format!("vfio:{bdf},bind"), "--ip", &format!("{OUR_IP}/24")])
+        .args(["--app", &format!("echo:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{bin}: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let mut seen = String::new();
+        while let Ok(k) = stdout.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..k]));
+            let _ = tx.send(seen.clone());
+        }
+    });
+    let err_h = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let result = (|| -> Result<String, String> {
+        let ready = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .map_err(|_| "no `joyrided: ready` within 30 s".to_string())?;
+        if !ready.contains("joyrided: ready") {
+            return Err(format!("unexpected stdout {ready:?}"));
+        }
+        if driver_of(bdf).as_deref() != Some("vfio-pci") {
+            return Err(format!("`,bind` left the device on {:?}", driver_of(bdf)));
+        }
+        let (code, _, err) = run_bin(bin, &["vfio-unbind", bdf])?;
+        if code == 0 || !err.contains("busy") {
+            return Err(format!("vfio-unbind while joyrided runs: rc={code} {err:?}"));
+        }
+        // Echo: a writer thread streams seeded bytes, this thread reads the echo back.
+        let t0 = c.now();
+        let st = TcpStream::connect_timeout(
+            &SocketAddrV4::new(OUR_IP, port).into(),
+            std::time::Duration::from_secs(10),
+        )
+        .map_err(|e| format!("connect: {e}"))?;
+        st.set_read_timeout(Some(std::time::Duration::from_secs(30))).map_err(|e| e.to_string())?;
+        let mut w = st.try_clone().map_err(|e| e.to_string())?;
+        let total = a.joyrided_bytes;
+        let wh = std::thread::spawn(move || -> Result<String, String> {
+            let (mut left, mut hash, mut bs, mut buf) =
+                (total, Sha256::new(), ByteStream::new(11), vec![0u8; 1 << 16]);
+            while left > 0 {
+                let k = left.min(buf.len() as u64) as usize;
+                bs.fill(&mut buf[..k]);
+                hash.update(&buf[..k]);
+                w.write_all(&buf[..k]).map_err(|e| e.to_string())?;
+                left -= k as u64;
+            }
+            w.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
+            Ok(hex(&hash.finalize()))
+        });
+        let (mut n, mut hash, mut buf, mut r) = (0u64, Sha256::new(), vec![0u8; 1 << 16], &st);
+        loop {
+            let k = r.read(&mut buf).map_err(|e| format!("echo read after {n} bytes: {e}"))?;
+            if k == 0 {
+                break;
+            }
+            hash.update(&buf[..k]);
+            n += k as u64;
+        }
+        let sent = wh.join().map_err(|_| "writer panicked".to_string())??;
+        let got = hex(&hash.finalize());
+        let secs = c.now().saturating_duration_since(t0).as_millis() as f64 / 1000.0;
+        if n != total || got != sent {
+            return Err(format!("echo: {n} of {total} bytes, sha256 {got} (sent {sent})"));
+        }
+        Ok(format!("{n} bytes echoed byte-exact in {secs:.1} s"))
+    })();
+    // Let the last frames in flight (the kernel's ACK of joyrided's FIN) land before the
+    // signal, so that the counters compare exactly.
+    clock::sleep(Duration::from_millis(500));
+    // SIGTERM (also on failure, so the device is free), then wait for a clean exit.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let end = c.now() + Duration::from_millis(15_000);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if c.now() < end => clock::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let err = err_h.join().unwrap_or_default();
+    let tail: String = err.lines().rev().take(6).collect::<Vec<_>>().join(" | ");
+    let note = result.map_err(|e| format!("{e}; joyrided stderr: {tail}"))?;
+    match status {
+        Some(s) if s.code() == Some(0) => {}
+        other => return Err(format!("joyrided did not exit 0 on SIGTERM: {other:?}; {tail}")),
+    }
+    let (jr_rx, jr_tx) =
+        nic_packets_from_report(&err).ok_or_else(|| format!("no counters printed: {tail}"))?;
+    let (peer_tx, peer_rx) =
+        (if_stat(peer_if, "tx_packets") - ptx0, if_stat(peer_if, "rx_packets") - prx0);
+    if jr_rx != peer_tx || jr_tx != peer_rx || jr_rx == 0 {
+        return Err(format!(
+            "counters disagree: joyrided rx={jr_rx} tx={jr_tx}, peer tx={peer_tx} rx={peer_rx}"
+        ));
+    }
+    Ok(format!(
+        "vfio-unbind gave it to {}; {note}; vfio-unbind refused while running; exit 0 on \
+         SIGTERM; frames joyrided rx={jr_rx}=peer tx, tx={jr_tx}=peer rx",
+        kdrv.unwrap_or_default()
+    ))
+}
+
+/// A PCI function no kernel driver holds and that is no bridge or NIC (on q35: the VGA), to
+/// show `joyrided` an ID it has no driver for.
+fn spare_device() -> Option<(String, String)> {
+    let mut devs: Vec<_> = std::fs::read_dir("/sys/bus/pci/devices").ok()?.flatten().collect();
+    devs.sort_by_key(|e| e.file_name());
+    devs.into_iter().find_map(|e| {
+        let p = e.path();
+        let rd =
+            |n: &str| std::fs::read_to_string(p.join(n)).unwrap_or_default().trim().to_string();
+        let class = rd("class");
+        let ids = format!(
+            "{}:{}",
+            rd("vendor").trim_start_matches("0x"),
+            rd("device").trim_start_matches("0x")
+        );
+        let spare = !p.join("driver").exists()
+            && p.join("iommu_group").exists()
+            && (class.starts_with("0x03") || class.starts_with("0x0c05"));
+        spare.then(|| (e.file_name().to_string_lossy().into_owned(), ids))
+    })
+}
+
+/// `joyrided`'s errors on real sysfs: a device still on its kernel driver, and a device whose
+/// PCI ID no Joyride driver takes (bound with `joyrided vfio-bind`, released afterwards).
+fn joyrided_errors(a: &Args) -> Result<String, String> {
+    let bin = a.joyrided.as_str();
+    let ip = "10.0.0.9/24";
+    let (code, _, err) = run_bin(bin, &["--backend", &format!("vfio:{}", a.peer_bdf), "--ip", ip])?;
+    let want = format!("{} is bound to virtio-pci, not vfio-pci", a.peer_bdf);
+    if code != 2 || !err.contains(&want) {
+        return Err(format!("kernel-owned device: rc={code} {err:?}"));
+    }
+    let Some((spare, ids)) = spare_device() else {
+        return Ok("kernel-owned device refused; no spare PCI function for the ID check".into());
+    };
+    let (code, out, err) = run_bin(bin, &["vfio-bind", &spare])?;
+    if code != 0 || driver_of(&spare).as_deref() != Some("vfio-pci") {
+        return Err(format!("vfio-bind {spare}: rc={code} {out} {err}"));
+    }
+    let (code, _, err) = run_bin(bin, &["--backend", &format!("vfio:{spare}"), "--ip", ip])?;
+    let (ucode, uout, uerr) = run_bin(bin, &["vfio-unbind", &spare])?;
+    let want = format!("unsupported device {ids} at {spare} (supported: virtio-net 1af4:1041");
+    if code != 2 || !err.contains(&want) {
+        return Err(format!("{spare} ({ids}): rc={code} {err:?}"));
+    }
+    if ucode != 0 || driver_of(&spare).as_deref() == Some("vfio-pci") {
+        return Err(format!("vfio-unbind {spare}: rc={ucode} {uout} {uerr}"));
+    }
+    Ok(format!("kernel-owned device refused; {spare} ({ids}) bound, refused by ID, released"))
 }
 
 fn hex(d: &[u8]) -> String {
