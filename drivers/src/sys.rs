@@ -223,6 +223,16 @@ pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
     Ok(n > 0 && p.revents & libc::POLLIN != 0)
 }
 
+/// Waits up to `timeout_ms` until any of `fds` is readable or hangs up. Returns how many are.
+/// (The service's idle wait: the NIC's wait fd plus applications' doorbells and sockets.)
+pub fn poll_readable_many(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
+    let mut p: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `p` is a valid array of `p.len()` pollfds, borrowed mutably for the call.
+    let n = cvt(unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) })?;
+    Ok(n as usize)
+}
+
 /// Moves the calling thread into the network namespace `ns` (an open `/run/netns/NAME` or
 /// `/proc/PID/ns/net`). Only this thread changes namespace.
 pub fn setns_net(ns: &File) -> io::Result<()> {

@@ -351,6 +351,23 @@ impl Engine {
     /// keeps reporting itself due) is pushed 1 ms out, counted in
     /// [`EngineCounters::stuck_deadlines`] and logged once.
     pub fn idle_wait(&mut self, clock: &Clock, also_at: Option<Instant>) {
+        self.idle_wait_with(clock, also_at, &[]);
+    }
+
+    /// Whether [`Engine::idle_wait`] at `now` would sleep (the spin budget since the last work
+    /// is spent), so that callers can prepare their own wake-up sources first.
+    pub fn will_sleep(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_work) >= self.spin
+    }
+
+    /// [`Engine::idle_wait`] that also wakes when any of `extra` becomes readable or hangs up
+    /// (applications' command doorbells and connections, listening sockets).
+    pub fn idle_wait_with(
+        &mut self,
+        clock: &Clock,
+        also_at: Option<Instant>,
+        extra: &[std::os::fd::BorrowedFd<'_>],
+    ) {
         let now = clock.now();
         if now.saturating_duration_since(self.last_work) < self.spin {
             return;
@@ -381,6 +398,21 @@ impl Engine {
         }
         let wait = deadline.saturating_duration_since(now);
         self.counters.sleeps += 1;
+        if !extra.is_empty() {
+            use std::os::fd::AsRawFd;
+            let mut fds: Vec<std::os::fd::RawFd> = extra.iter().map(|f| f.as_raw_fd()).collect();
+            let wait = match self.nic.wait_fd(self.queue) {
+                Some(fd) => {
+                    fds.push(fd);
+                    wait
+                }
+                None => wait.min(self.poll_sleep),
+            };
+            let ms = wait.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as i32;
+            // EINTR (a signal) simply ends the wait.
+            let _ = sys::poll_readable_many(&fds, ms);
+            return;
+        }
         match self.nic.wait_fd(self.queue) {
             Some(fd) => {
                 let ms = wait.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as i32;

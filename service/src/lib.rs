@@ -12,6 +12,8 @@
 //!   errors; the fault-injecting wrapper.
 //! - [`apps`]: the built-in test applications (`--app echo:7`, `sink`, `source`, `http-get`,
 //!   `udp-echo`, `udp-client`, `connect-loop`).
+//! - [`ipc_server`]: the application side — the Unix socket `libjoyride.so` connects to, one
+//!   shared-memory region per process, commands executed against the engine's sockets.
 //! - [`config`]: command-line specs and the TOML file; [`pcap`]: capture files.
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod ipc_server;
 pub mod pcap;
 
 pub use clock::Clock;

@@ -16,6 +16,7 @@ use joyride_service::apps::{App, AppOutput, AppSpec};
 use joyride_service::backend::{make_pool, open_backend, ObservedFaults};
 use joyride_service::config::{BackendSpec, FaultSpec, FileConfig, IpCidr, BACKEND_FORMS};
 use joyride_service::engine::{report, Direction};
+use joyride_service::ipc_server::{IpcServer, DEFAULT_SOCKET};
 use joyride_service::pcap::PcapWriter;
 use joyride_service::{Clock, Engine, EngineConfig};
 use joyride_tcp::State;
@@ -110,6 +111,13 @@ struct Cli {
     /// Seconds to keep running after the apps are done, for connections to finish closing
     #[arg(long, default_value_t = 2.0)]
     linger_secs: f64,
+    /// Unix socket on which applications (`joyride run`, libjoyride.so) reach the service;
+    /// default /run/joyride/joyride.sock (skipped with a warning if that one is unusable)
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Serve no applications (built-in apps only)
+    #[arg(long, conflicts_with = "socket")]
+    no_socket: bool,
 }
 
 /// Device set-up commands (instead of running the service).
@@ -241,6 +249,7 @@ fn run(cli: Cli) -> Result<i32> {
         return device_command(cmd);
     }
     let linger = Duration::from_secs_f64(cli.linger_secs.max(0.0));
+    let apps_socket = (!cli.no_socket).then(|| (cli.socket.is_some(), cli.socket.clone()));
     let s = settings(cli)?;
     let term = Arc::new(AtomicBool::new(false));
     let usr1 = Arc::new(AtomicBool::new(false));
@@ -313,6 +322,26 @@ fn run(cli: Cli) -> Result<i32> {
         engine.host_ref().interface().mtu()
     );
 
+    let mut ipc = match apps_socket {
+        None => None,
+        Some((explicit, path)) => {
+            let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+            match IpcServer::bind(&path, IpcServer::default_region()) {
+                Ok(srv) => {
+                    println!("joyrided: serving applications on {}", path.display());
+                    Some(srv)
+                }
+                Err(e) if explicit => {
+                    return Err(e).with_context(|| format!("listening on {}", path.display()))
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "not serving applications");
+                    None
+                }
+            }
+        }
+    };
+
     let mut out = AppOutput::default();
     let mut failed = false;
     let mut done_at: Option<Instant> = None;
@@ -326,6 +355,9 @@ fn run(cli: Cli) -> Result<i32> {
         }
         let now = clock.now();
         let mut work = engine.poll(now);
+        if let Some(srv) = ipc.as_mut() {
+            work |= srv.poll(&mut engine, now);
+        }
         for app in apps.iter_mut() {
             if app.done() {
                 continue;
@@ -356,7 +388,14 @@ fn run(cli: Cli) -> Result<i32> {
             Some(t) => Some(wake.map_or(t + linger, |w| w.min(t + linger))),
             None => wake,
         };
-        engine.idle_wait(&clock, wake);
+        match ipc.as_mut() {
+            Some(srv) => srv.idle_wait(&mut engine, &clock, wake),
+            None => engine.idle_wait(&clock, wake),
+        }
+    }
+    if let Some(srv) = ipc.as_mut() {
+        let text = srv.stat_text(&mut engine);
+        eprintln!("{}", text.lines().find(|l| l.starts_with("apps:")).unwrap_or(""));
     }
     if let Some(w) = pcap {
         w.borrow_mut().flush().context("flushing the pcap file")?;
