@@ -211,8 +211,7 @@ impl TxContext {
             _ => return None,
         };
         let iplen = req.start.checked_sub(maclen)?;
-        if iplen < 20
-            || iplen > 0x1ff
+        if !(20..=0x1ff).contains(&iplen)
             || usize::from(req.start) + usize::from(req.offset) + 2 > frame.len()
         {
             return None;

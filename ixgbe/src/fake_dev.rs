@@ -70,8 +70,7 @@ pub(crate) fn rx_base(p: Personality) -> u64 {
 pub(crate) fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
     let mut hash = 0u32;
     let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
-    let mut next = 4;
-    for &byte in input {
+    for (next, &byte) in (4..).zip(input) {
         for bit in (0..8).rev() {
             if byte & (1 << bit) != 0 {
                 hash ^= window;
@@ -79,7 +78,6 @@ pub(crate) fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
             let kb = key.get(next).copied().unwrap_or(0);
             window = (window << 1) | u32::from((kb >> bit) & 1);
         }
-        next += 1;
     }
     hash
 }

@@ -165,6 +165,14 @@ pub struct SelfTest {
     pub hw: HwStats,
 }
 
+/// The one place this driver sleeps: waits the datasheets prescribe during bring-up, link
+/// waits and the self-test — never on the rx/tx paths (DESIGN.md §2: drivers touch no clock on
+/// the data path).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn bring_up_sleep(d: std::time::Duration) {
+    std::thread::sleep(d);
+}
+
 /// Checked register access with polling, shared by the personalities.
 pub(crate) struct Regs {
     bar: Bar,
@@ -190,7 +198,7 @@ impl Regs {
     }
 
     pub(crate) fn sleep_ms(&self, ms: u64) {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        bring_up_sleep(std::time::Duration::from_millis(ms));
     }
 
     /// Polls `off` until `value & mask == want`, for up to `ms` milliseconds.
@@ -206,7 +214,7 @@ impl Regs {
             if self.r(off)? & mask == want {
                 return Ok(());
             }
-            std::thread::sleep(std::time::Duration::from_micros(100));
+            bring_up_sleep(std::time::Duration::from_micros(100));
         }
         Err(IntelError::Timeout(what))
     }
@@ -358,7 +366,7 @@ impl IntelNic {
                 if nic.link().up {
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                bring_up_sleep(std::time::Duration::from_millis(10));
             }
         }
         Ok(nic)
@@ -513,7 +521,7 @@ impl IntelNic {
             if t.received + t.corrupted >= t.sent {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            bring_up_sleep(std::time::Duration::from_millis(1));
         }
         let hw1 = self.hw_stats()?;
         t.hw = HwStats {
