@@ -111,7 +111,7 @@ log "kernel $kver: $(tr '\n' ' ' <"$kdir/modules.order")"
 log "building the static igb guest test binary"
 (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release \
   --target x86_64-unknown-linux-gnu -p joyride-tinyvm --bin tinyvm-igb-guest)
-bin=$root/target/x86_64-unknown-linux-gnu/release/tinyvm-igb-guest
+bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/tinyvm-igb-guest
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ird=$work/initramfs

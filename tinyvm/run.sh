@@ -104,8 +104,8 @@ log "building the static guest test binary and joyrided"
 (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release \
   --target x86_64-unknown-linux-gnu -p joyride-tinyvm --bin tinyvm-guest \
   -p joyride-service --bin joyrided)
-bin=$root/target/x86_64-unknown-linux-gnu/release/tinyvm-guest
-joyrided=$root/target/x86_64-unknown-linux-gnu/release/joyrided
+bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/tinyvm-guest
+joyrided=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/joyrided
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ird=$work/initramfs
