@@ -198,7 +198,7 @@ impl CmdQueue {
     /// OK; every failure is a typed [`CmdError`].
     pub fn exec(&mut self, input: &[u8], out_len: usize) -> Result<Vec<u8>, CmdError> {
         let opcode = get_bits(input, 0, 31, 16) as u16;
-        debug_assert!(input.len() % 4 == 0 && out_len % 4 == 0 && out_len >= 16);
+        debug_assert!(input.len().is_multiple_of(4) && out_len.is_multiple_of(4) && out_len >= 16);
         let blocks = |len: usize| len.saturating_sub(cmd::INLINE_LEN).div_ceil(cmd::MAILBOX_DATA);
         let (in_blocks, out_blocks) = (blocks(input.len()), blocks(out_len));
         if in_blocks + out_blocks > MAILBOX_BLOCKS {

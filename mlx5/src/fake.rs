@@ -361,7 +361,7 @@ impl Model {
     ) -> Result<(), DeliveryStatus> {
         let mut block = 0;
         while input.len() < inlen {
-            if ptr == 0 || ptr % 1024 != 0 {
+            if ptr == 0 || !ptr.is_multiple_of(1024) {
                 return Err(DeliveryStatus::BadInputPointer);
             }
             let blk = self.read(ptr, cmd::MAILBOX_SIZE).ok_or(DeliveryStatus::BadInputPointer)?;
@@ -542,7 +542,7 @@ impl Model {
                         return fail(BadParam, syndrome::NO_SUCH_OBJECT);
                     }
                     ring.dbr = get64(i, c + 0x38);
-                    if ring.dbr % 8 != 0 || self.read(ring.dbr, 8).is_none() {
+                    if !ring.dbr.is_multiple_of(8) || self.read(ring.dbr, 8).is_none() {
                         return fail(BadParam, syndrome::BAD_PAGE);
                     }
                     let id = self.id();
@@ -1124,8 +1124,7 @@ fn rss_input(f: &[u8]) -> Option<Vec<u8>> {
 pub fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
     let mut h = 0u32;
     let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
-    let mut next = 4;
-    for &byte in input {
+    for (next, &byte) in (4..).zip(input.iter()) {
         for bit in (0..8).rev() {
             if byte & (1 << bit) != 0 {
                 h ^= window;
@@ -1133,7 +1132,6 @@ pub fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
             let kb = key.get(next).copied().unwrap_or(0);
             window = (window << 1) | u32::from((kb >> bit) & 1);
         }
-        next += 1;
     }
     h
 }
@@ -1154,13 +1152,9 @@ impl Mmio for FakeBar {
                 (m.cmdq.unwrap_or(0) as u32 & !0xfff) | (u32::from(m.log_cmdq_size) << 4) | 6
             }
             iseg::CMDQ_ADDR_HI => (m.cmdq.unwrap_or(0) >> 32) as u32,
-            iseg::INITIALIZING => {
-                if m.init_reads > 0 {
-                    m.init_reads -= 1;
-                    iseg::INITIALIZING_BIT
-                } else {
-                    0
-                }
+            iseg::INITIALIZING if m.init_reads > 0 => {
+                m.init_reads -= 1;
+                iseg::INITIALIZING_BIT
             }
             _ => 0,
         };

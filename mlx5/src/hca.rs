@@ -556,7 +556,7 @@ impl Mlx5 {
             seen = true;
             match parse_cqe(&raw) {
                 Cqe::Req { wqe_counter } => {
-                    if p.sq.complete(wqe_counter).is_err() {
+                    if p.sq.complete(wqe_counter).is_none() {
                         p.counters.tx_errors += 1;
                     }
                 }
@@ -680,7 +680,7 @@ impl Nic for Mlx5 {
     fn rx_burst(&mut self, queue: QueueId, out: &mut Batch) -> Result<usize, NicError> {
         let q = self.queue(queue)?;
         self.bursts = self.bursts.wrapping_add(1);
-        if q == 0 && self.bursts % 4096 == 0 {
+        if q == 0 && self.bursts.is_multiple_of(4096) {
             let _ = self.poll_events();
         }
         let offloads = self.offloads;

@@ -6,7 +6,7 @@
 //! from NVIDIA's public "Ethernet Adapters Programmer's Reference Manual" (PRM).
 //!
 //! **Status: not validated on hardware.** No ConnectX card and no QEMU model of one exist
-//! where this was written; every test runs against [`fake::FakeHca`], a software model of the
+//! where this was written; every test runs against `fake::FakeHca` (feature `fake`), a software model of the
 //! HCA written from the same reading of the PRM. Layout offsets the model and the driver share
 //! can both be wrong in the same way; the README lists which ones are least certain and what a
 //! first run on a real card should check.

@@ -402,34 +402,34 @@ impl Sq {
     }
 
     /// A requester CQE says the WQE starting at `wqe_counter` (and all before it) completed:
-    /// releases their buffers. `Err` (nothing released) when the counter does not name the
+    /// releases their buffers. `None` (nothing released) when the counter does not name the
     /// start of an outstanding WQE.
-    pub fn complete(&mut self, wqe_counter: u16) -> Result<usize, ()> {
+    pub fn complete(&mut self, wqe_counter: u16) -> Option<usize> {
         let mask = self.size() - 1;
         if wqe_counter.wrapping_sub(self.cc) >= self.pc.wrapping_sub(self.cc) {
-            return Err(());
+            return None;
         }
         // First pass: the counter must land on a WQE start.
         let mut at = self.cc;
         loop {
-            let Some(s) = &self.shadow[usize::from(at & mask)] else { return Err(()) };
+            let Some(s) = &self.shadow[usize::from(at & mask)] else { return None };
             if at == wqe_counter {
                 break;
             }
             at = at.wrapping_add(s.nbb);
             if wqe_counter.wrapping_sub(at) > wqe_counter.wrapping_sub(self.cc) {
-                return Err(()); // stepped over it: the counter is inside a multi-WQEBB WQE
+                return None; // stepped over it: the counter is inside a multi-WQEBB WQE
             }
         }
         let mut n = 0;
         loop {
-            let s = self.shadow[usize::from(self.cc & mask)].take().ok_or(())?;
+            let s = self.shadow[usize::from(self.cc & mask)].take()?;
             let done = self.cc == wqe_counter;
             self.cc = self.cc.wrapping_add(s.nbb);
             drop(s.buf);
             n += 1;
             if done {
-                return Ok(n);
+                return Some(n);
             }
         }
     }
