@@ -378,6 +378,9 @@ impl Conn {
             kfds.push(pollfd { fd: self.doorbell, events: libc::POLLIN, revents: 0 });
             let bell_fd = bell.as_ref().map_or(-1, |b| b.fd);
             kfds.push(pollfd { fd: bell_fd, events: libc::POLLIN, revents: 0 });
+            // The service's Unix socket: its hang-up (the service died without shutting the
+            // region down) ends the sleep, so no wait outlives the service.
+            kfds.push(pollfd { fd: self.unix.as_raw_fd(), events: 0, revents: 0 });
             // Without a bell (more than BELLS sleepers) cap the sleep so a missed ring costs
             // at most 2 ms.
             let mut t = deadline.left();
@@ -386,7 +389,14 @@ impl Conn {
             }
             let r = sys::ppoll(kfds, t, mask);
             let rang = kfds[base].revents != 0;
+            let hung = kfds[base + 2].revents & (libc::POLLHUP | libc::POLLERR) != 0;
             kfds.truncate(base);
+            if hung {
+                if let Some(w) = waiting {
+                    w.fetch_sub(1, Ordering::SeqCst);
+                }
+                return Err(Errno::NETDOWN);
+            }
             if rang && sys::drain(self.doorbell) {
                 poke_sleepers(bell_fd);
             }
