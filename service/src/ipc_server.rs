@@ -352,18 +352,14 @@ impl IpcServer {
     /// was poisoned, reclaiming their sockets.
     fn reap(&mut self, engine: &mut Engine, now: Instant) -> bool {
         if !self.clients.is_empty() {
-            let mut fds: Vec<PollFd<'_>> = self
-                .clients
-                .iter()
-                .map(|c| PollFd::new(&c.conn, PollFlags::empty()))
-                .collect();
+            let mut fds: Vec<PollFd<'_>> =
+                self.clients.iter().map(|c| PollFd::new(&c.conn, PollFlags::empty())).collect();
             let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
             let hung: Vec<bool> = match rustix::event::poll(&mut fds, Some(&zero)) {
                 Ok(_) => fds
                     .iter()
                     .map(|f| {
-                        f.revents()
-                            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::RDHUP)
+                        f.revents().intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::RDHUP)
                     })
                     .collect(),
                 Err(_) => vec![false; fds.len()],
@@ -404,7 +400,12 @@ impl IpcServer {
             }
             self.counters.reclaimed += n as u64;
             self.counters.clients_gone += 1;
-            tracing::info!(pid = c.pid, sockets = n, poisoned, "application gone: sockets reclaimed");
+            tracing::info!(
+                pid = c.pid,
+                sockets = n,
+                poisoned,
+                "application gone: sockets reclaimed"
+            );
             c.region.shut_down();
         }
         work
@@ -464,8 +465,14 @@ impl IpcServer {
         let _ = writeln!(
             s,
             "{:<5} {:<12} {:>8} {:>8} {:<22} {:<22} {:>8} {:>6}",
-            "Proto", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port",
-            "Process", "Retrans"
+            "Proto",
+            "State",
+            "Recv-Q",
+            "Send-Q",
+            "Local Address:Port",
+            "Peer Address:Port",
+            "Process",
+            "Retrans"
         );
         for c in &self.clients {
             let mut keys: Vec<&u32> = c.socks.keys().collect();
@@ -481,14 +488,14 @@ impl IpcServer {
                         let tcp = engine.tcp();
                         let st = tcp.state(id).map_or("CLOSED", |s| s.name());
                         let info = tcp.info(id).unwrap_or_default();
-                        let rq = ring_rx
-                            + info.bytes_received.saturating_sub(info.bytes_received.min(0));
+                        // Unread: what waits in the app's rx ring.
+                        let rq = ring_rx;
                         (
                             "tcp",
                             st.to_string(),
                             tcp.local_addr(id).unwrap_or(unspec),
                             tcp.peer_addr(id).unwrap_or(unspec),
-                            rq.min(ring_rx + u64::from(info.rcv_wnd)),
+                            rq,
                             ring_tx + u64::from(info.unacked),
                             info.total_retrans,
                         )
@@ -641,7 +648,9 @@ fn execute(
             (r.map_or_else(err, |()| Ok(0)), none)
         }
         Command::Listen { sock, backlog } => match backing(c, sock)? {
-            Backing::Tcp(id) => (engine.tcp().listen(id, backlog).map_or_else(tcp_err, |()| Ok(0)), none),
+            Backing::Tcp(id) => {
+                (engine.tcp().listen(id, backlog).map_or_else(tcp_err, |()| Ok(0)), none)
+            }
             Backing::Udp(_) => (err(libc_errno::EOPNOTSUPP), none),
         },
         Command::Accept { sock } => match backing(c, sock)? {
@@ -668,9 +677,10 @@ fn execute(
                     publish(c, sock, engine);
                     (r.map_or_else(tcp_err, |()| Ok(0)), none)
                 }
-                Backing::Udp(h) => {
-                    (engine.host().udp().connect(h, a).map_or_else(|e| err(e.errno()), |()| Ok(0)), none)
-                }
+                Backing::Udp(h) => (
+                    engine.host().udp().connect(h, a).map_or_else(|e| err(e.errno()), |()| Ok(0)),
+                    none,
+                ),
             }
         }
         Command::Send { sock, len, dest, .. } => {
@@ -854,7 +864,10 @@ fn close_sock(
                 let blocked = off < data.len()
                     && matches!(
                         engine.tcp().state(id),
-                        Ok(State::Established | State::CloseWait | State::SynSent | State::SynReceived)
+                        Ok(State::Established
+                            | State::CloseWait
+                            | State::SynSent
+                            | State::SynReceived)
                     );
                 if blocked {
                     orphans.push(Orphan { id, data, off });
@@ -973,7 +986,8 @@ fn get_opt(
     engine: &mut Engine,
     opt: joyride_ipc::SockOpt,
 ) -> Result<Vec<u8>, i32> {
-    let int = |i: i64| (i.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32).to_ne_bytes().to_vec();
+    let int =
+        |i: i64| (i.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32).to_ne_bytes().to_vec();
     if (opt.level, opt.name) == (OptLevel::Socket, SO_REUSEPORT) {
         return Ok(int(0));
     }

@@ -241,7 +241,8 @@ fn python_http_server_under_joyride_serves_linux_curl() {
     let url = format!("http://{}:8080/f.bin", net.joy_ip);
     for _ in 0..3 {
         let _ = std::fs::remove_file(&out);
-        let mut curl = net.linux("curl (Linux)", &["curl", "-sS", "-o", out.to_str().unwrap(), &url]);
+        let mut curl =
+            net.linux("curl (Linux)", &["curl", "-sS", "-o", out.to_str().unwrap(), &url]);
         curl.wait_ok(Duration::from_secs(60));
         let (n, got) = sha256_of(&out);
         assert_eq!(n, 8 << 20);
@@ -277,10 +278,8 @@ fn hostile_app_is_contained_while_another_transfers() {
     let out = net.dir.join("got.bin");
     let url = format!("http://{}:8000/big.bin", net.linux_ip);
     // A slowed-down transfer that is sure to overlap the attack.
-    let mut curl = net.run(
-        "curl",
-        &["curl", "-sS", "--limit-rate", "12M", "-o", out.to_str().unwrap(), &url],
-    );
+    let mut curl =
+        net.run("curl", &["curl", "-sS", "--limit-rate", "12M", "-o", out.to_str().unwrap(), &url]);
     std::thread::sleep(Duration::from_millis(300));
     let hostile = compile("hostile");
     let mut bad = net.run("hostile", &[hostile.to_str().unwrap(), &net.linux_ip, "8000", "3"]);
@@ -315,12 +314,9 @@ fn killed_service_gives_errors_not_hangs() {
     std::fs::create_dir_all(&www).unwrap();
     make_file(&www.join("big.bin"), 32, 4);
     let _http = net.linux_http(&www);
-    let mut jd = net.joyrided();
+    let jd = net.joyrided();
     let url = format!("http://{}:8000/big.bin", net.linux_ip);
-    let mut curl = net.run(
-        "curl",
-        &["curl", "-sS", "--limit-rate", "2M", "-o", "/dev/null", &url],
-    );
+    let mut curl = net.run("curl", &["curl", "-sS", "--limit-rate", "2M", "-o", "/dev/null", &url]);
     std::thread::sleep(Duration::from_millis(1500));
     // SIGKILL: no chance to shut regions down; the app must notice the hang-up.
     let _ = Command::new("kill").args(["-KILL", &jd.pid().to_string()]).status();

@@ -249,7 +249,11 @@ fn up(socket: &Path, log: &Path, args: &[OsString]) -> Result<i32> {
         }
         if t0.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
-            bail!("joyrided did not open {} within 30 s (log: {})", socket.display(), log.display());
+            bail!(
+                "joyrided did not open {} within 30 s (log: {})",
+                socket.display(),
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -265,8 +269,9 @@ fn up(socket: &Path, log: &Path, args: &[OsString]) -> Result<i32> {
 
 fn down(socket: &Path) -> Result<i32> {
     let pf = pid_file(socket);
-    let text = std::fs::read_to_string(&pf)
-        .with_context(|| format!("no pid file {} (was it started by `joyride up`?)", pf.display()))?;
+    let text = std::fs::read_to_string(&pf).with_context(|| {
+        format!("no pid file {} (was it started by `joyride up`?)", pf.display())
+    })?;
     let pid: u32 = text.trim().parse().with_context(|| format!("bad pid file {}", pf.display()))?;
     let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
     if !status.success() {

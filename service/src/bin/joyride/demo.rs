@@ -202,7 +202,10 @@ fn demo(me: &Path, joyrided: &Path, work: &Path, mib: u64, keep: bool) -> Result
     let http = Guard(Some(http));
 
     let socket = work.join("joyride.sock");
-    step(&format!("starting joyrided on {jif} (AF_PACKET) as {JOY_IP}/24, apps socket {}", socket.display()));
+    step(&format!(
+        "starting joyrided on {jif} (AF_PACKET) as {JOY_IP}/24, apps socket {}",
+        socket.display()
+    ));
     let log = work.join("joyrided.log");
     let logf = std::fs::File::create(&log)?;
     let mut jd = Command::new("ip");
@@ -221,7 +224,9 @@ fn demo(me: &Path, joyrided: &Path, work: &Path, mib: u64, keep: bool) -> Result
     let out = work.join("download.bin");
     let url = format!("http://{LINUX_IP}:{PORT}/big.bin");
     let mut prog: Vec<String> = match &curl {
-        Some(c) => vec![c.clone(), "-sS".into(), "-o".into(), out.display().to_string(), url.clone()],
+        Some(c) => {
+            vec![c.clone(), "-sS".into(), "-o".into(), out.display().to_string(), url.clone()]
+        }
         None => vec![
             "python3".into(),
             "-c".into(),
@@ -232,7 +237,11 @@ fn demo(me: &Path, joyrided: &Path, work: &Path, mib: u64, keep: bool) -> Result
             out.display().to_string(),
         ],
     };
-    let shown = if curl.is_some() { format!("curl -o {} {url}", out.display()) } else { format!("python3 urllib {url}") };
+    let shown = if curl.is_some() {
+        format!("curl -o {} {url}", out.display())
+    } else {
+        format!("python3 urllib {url}")
+    };
     step(&format!("running an unmodified program through Joyride: joyride run -- {shown}"));
     println!("    (it runs in the root namespace, which has no route to {LINUX_IP}: only Joyride can reach it)");
     let t0 = Instant::now();
@@ -305,5 +314,8 @@ fn demo(me: &Path, joyrided: &Path, work: &Path, mib: u64, keep: bool) -> Result
 
 fn which(tool: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d: PathBuf| d.join(tool)).find(|p| p.is_file()).map(|p| p.display().to_string())
+    std::env::split_paths(&path)
+        .map(|d: PathBuf| d.join(tool))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
 }
