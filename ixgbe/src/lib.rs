@@ -11,10 +11,13 @@
 //! - **82599** (`x82599`): master disable, `CTRL.RST`, `EEC.ARD` and `RDRXCTL.DMAIDONE`, link
 //!   through `AUTOC`/`LINKS`, receive and transmit init in the datasheet's order (§4.6.3–§4.6.8),
 //!   RSS (`RSSRK`, `RETA`, `MRQC`), checksum offload, statistics registers.
-//!   **Not yet validated on hardware.** QEMU has no 82599 model; this personality is tested
-//!   against a register-level *model* of the 82599 written from the datasheet (the crate's
-//!   `fake_dev` test module: registers, a reset state machine and a DMA engine), not against
-//!   a real X520. [`IntelNic::loopback_selftest`] is the check a user with an X520 can run.
+//!   **Validated only against the register model, never on hardware.** QEMU has no 82599
+//!   model; this personality is tested against a register-level *model* of the 82599 written
+//!   from the datasheet (the crate's `fake_dev` test module: registers, a reset state machine
+//!   and a DMA engine), not against a real X520. A user with an X520 validates it with the
+//!   `joyride-nic-selftest BDF` command (bring-up, link, MAC-loopback transfer through
+//!   [`IntelNic::loopback_selftest`], counters, teardown; [`selftest`]), which prints a report
+//!   to paste into an issue.
 //! - **82576 / igb** (`igb`): `CTRL.RST`, PHY auto-negotiation restart through `MDIC`, link
 //!   from `STATUS`, the same rings, RSS and checksum offload. Tested in QEMU (`-device igb`,
 //!   QEMU ≥ 8) by `tinyvm/run.sh --nic igb`, and against the same device model.
@@ -42,6 +45,7 @@ mod nic;
 pub mod regs;
 #[allow(unsafe_code)]
 mod ring;
+pub mod selftest;
 mod x82599;
 
 #[cfg(test)]

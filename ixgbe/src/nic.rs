@@ -179,6 +179,10 @@ pub(crate) struct Regs {
 }
 
 impl Regs {
+    pub(crate) fn new(bar: Bar) -> Regs {
+        Regs { bar }
+    }
+
     pub(crate) fn r(&self, off: u64) -> Result<u32, IntelError> {
         Ok(self.bar.read32(off)?)
     }
@@ -468,6 +472,12 @@ impl IntelNic {
         Ok(self.hw)
     }
 
+    /// The registers a bring-up report shows (control, link, receive/transmit enables, queue 0's
+    /// ring registers; none clear-on-read), read now.
+    pub fn registers(&self) -> Vec<crate::selftest::RegValue> {
+        crate::selftest::snapshot(&self.regs, self.pers)
+    }
+
     /// The RSS redirection table as programmed (128 entries).
     pub fn reta(&self) -> Result<Vec<u8>, IntelError> {
         let mut v = Vec::with_capacity(128);
@@ -536,8 +546,14 @@ impl IntelNic {
             Personality::X82599 => p82599::loopback(&self.regs, false)?,
             Personality::I82576 => igb::loopback(&self.regs, false)?,
         }
-        if !self.promiscuous && self.pers == Personality::I82576 {
-            igb::rx_enable(&self.regs, false)?;
+        if !self.promiscuous {
+            // Loopback turned promiscuous mode on; put the filters back as configured.
+            match self.pers {
+                Personality::X82599 => {
+                    self.regs.clear(x82599::FCTRL, x82599::FCTRL_UPE | x82599::FCTRL_MPE)?
+                }
+                Personality::I82576 => igb::rx_enable(&self.regs, false)?,
+            }
         }
         Ok(t)
     }

@@ -67,6 +67,8 @@ pub mod x82599 {
     pub const HLREG0_LPBK: u32 = 1 << 15;
     /// §8.2.3.22.19 Auto-Negotiation Control Register (AUTOC).
     pub const AUTOC: u64 = 0x042a0;
+    /// AUTOC bit 0: force link up (FLU), used for MAC loopback.
+    pub const AUTOC_FLU: u32 = 1 << 0;
     /// AUTOC bit 12: restart auto-negotiation (Restart_AN).
     pub const AUTOC_AN_RESTART: u32 = 1 << 12;
     /// AUTOC bits 15:13: link mode select (LMS).

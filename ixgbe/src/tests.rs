@@ -431,3 +431,81 @@ fn drop_stops_the_device_and_returns_buffers() {
         assert_eq!(cfgspace[4] & 0x4, 0, "{p:?}: bus mastering off");
     }
 }
+
+#[test]
+fn selftest_report_on_the_model() {
+    use crate::selftest::{self, SelftestOptions};
+    for p in BOTH {
+        let pl = pool(512);
+        let fake = Fake::new(p);
+        let opts = SelftestOptions { frames: 40, link_timeout_ms: 1000, ring_size: 64 };
+        let mut steps = Vec::new();
+        let rep =
+            selftest::run(fake.device(), pl.clone(), &opts, &mut |s| steps.push(s.to_string()));
+        assert!(rep.passed(), "{p:?}: {rep}");
+        assert_eq!(rep.personality, Some(p));
+        assert_eq!(rep.mac, Some(MAC));
+        assert!(rep.link.up);
+        let t = rep.loopback.unwrap();
+        assert_eq!((t.sent, t.received, t.corrupted), (40, 40, 0));
+        assert_eq!((rep.driver.tx_packets, rep.driver.rx_packets), (40, 40));
+        assert_eq!((rep.hw.tx_good_packets, rep.hw.rx_good_packets), (40, 40));
+        let names: Vec<_> = rep.steps.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            ["before bring-up", "after bring-up", "after link wait", "after loopback"]
+        );
+        // The receive queue was disabled before bring-up and enabled after it.
+        let rxdctl = |i: usize| {
+            rep.steps[i].registers.iter().find(|r| r.name == "RXDCTL0").unwrap().value.unwrap()
+        };
+        assert_eq!(rxdctl(0) & common::DCTL_ENABLE, 0, "{p:?}");
+        assert_ne!(rxdctl(1) & common::DCTL_ENABLE, 0, "{p:?}");
+        let text = rep.to_string();
+        println!("{text}");
+        for want in
+            ["result:      PASS", "pci id:      8086:", "RXDCTL0", "GPRC 40", "link:        up"]
+        {
+            assert!(text.contains(want), "{p:?}: {want:?} missing from\n{text}");
+        }
+        assert!(steps.iter().any(|s| s.contains("tearing down")));
+        // Torn down: every buffer is back and bus mastering is off.
+        assert_eq!(pl.available(), 512);
+        let cfgspace = fake.sys.config_of(crate::fake_dev::BDF).unwrap();
+        assert_eq!(cfgspace[4] & 0x4, 0, "{p:?}: bus mastering off");
+        if p == Personality::X82599 {
+            let m = fake.m();
+            assert_eq!(m.reg_value(x82599::AUTOC) & x82599::AUTOC_FLU, 0, "FLU cleared again");
+            assert!(
+                m.log
+                    .iter()
+                    .any(|a| a.0 == 'W' && a.1 == x82599::AUTOC && a.2 & x82599::AUTOC_FLU != 0),
+                "FLU forced for the loopback"
+            );
+        }
+    }
+}
+
+#[test]
+fn selftest_reports_failures() {
+    use crate::selftest::{self, SelftestOptions};
+    // A device whose transmit never completes: nothing comes back, the report says FAIL.
+    let pl = pool(512);
+    let fake = Fake::new(Personality::X82599);
+    fake.m().auto_tx = false;
+    let opts = SelftestOptions { frames: 5, link_timeout_ms: 0, ring_size: 64 };
+    let rep = selftest::run(fake.device(), pl, &opts, &mut |_| {});
+    assert!(!rep.passed());
+    let text = rep.to_string();
+    assert!(text.contains("[FAIL] every frame back byte-exact: 0 received"), "{text}");
+    assert!(text.contains("result:      FAIL"));
+    // An unknown device stops before bring-up, with the reason.
+    let rep = selftest::run(
+        Fake::new(Personality::I82576).device(),
+        pool(64),
+        &SelftestOptions { ring_size: 60, ..opts },
+        &mut |_| {},
+    );
+    assert!(!rep.passed());
+    assert!(rep.error.unwrap().contains("ring_size"));
+}

@@ -93,12 +93,15 @@ pub(crate) fn read_stats(r: &Regs, s: &mut HwStats) -> Result<(), IntelError> {
     Ok(())
 }
 
-/// Self-test (§3.7.x MAC loopback): HLREG0.LPBK on or off.
+/// Self-test (§3.7.x MAC loopback): HLREG0.LPBK on or off, with AUTOC.FLU forcing the MAC's
+/// link up while it is on, so that the loopback needs no cable or link partner.
 pub(crate) fn loopback(r: &Regs, on: bool) -> Result<(), IntelError> {
     if on {
+        r.set(AUTOC, AUTOC_FLU)?;
         r.set(HLREG0, HLREG0_LPBK)?;
         r.set(FCTRL, FCTRL_UPE | FCTRL_MPE)
     } else {
-        r.clear(HLREG0, HLREG0_LPBK)
+        r.clear(HLREG0, HLREG0_LPBK)?;
+        r.clear(AUTOC, AUTOC_FLU)
     }
 }
