@@ -64,13 +64,47 @@ struct Ctrl {
     pages: Pages,
     eq: Option<Eq>,
     container: Container,
-    log: Vec<u16>,
+    log: Vec<CmdRecord>,
+}
+
+/// One firmware command the driver issued and how it ended (for [`Mlx5::command_records`] and
+/// bug reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmdRecord {
+    /// The opcode.
+    pub opcode: u16,
+    /// `Ok`, or the delivery status / output status and syndrome the HCA returned.
+    pub result: Result<(), CmdError>,
+}
+
+impl std::fmt::Display for CmdRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = crate::prm::op::name(self.opcode);
+        match &self.result {
+            Ok(()) => write!(f, "0x{:03x} {name:<26} ok", self.opcode),
+            Err(e) => write!(f, "0x{:03x} {name:<26} ERROR {e}", self.opcode),
+        }
+    }
+}
+
+/// A failed bring-up: the error, plus what a bug report needs (the firmware revision if the
+/// initialization segment was read, and every command issued, including the cleanup).
+#[derive(Clone, Debug)]
+pub struct BringUpFailure {
+    /// Why bring-up stopped.
+    pub error: Mlx5Error,
+    /// Firmware and command interface revisions, when the init segment was read.
+    pub fw: Option<FwInfo>,
+    /// Every command issued, in order, with its outcome.
+    pub log: Vec<CmdRecord>,
 }
 
 impl Ctrl {
     fn run(&mut self, c: Cmd) -> Result<Vec<u8>, CmdError> {
-        self.log.push(c.opcode());
-        self.cmdq.exec(&c.input, c.out_len)
+        let r = self.cmdq.exec(&c.input, c.out_len);
+        self.log
+            .push(CmdRecord { opcode: c.opcode(), result: r.as_ref().map(|_| ()).map_err(|e| *e) });
+        r
     }
 
     /// Gives `n` pages (PRM §"MANAGE_PAGES": op_mod 1, `pas` list of 4 KiB pages).
@@ -223,20 +257,32 @@ impl Mlx5 {
     /// Brings the HCA up (the whole PRM §"HCA Driver Start-up" sequence, then the Ethernet
     /// objects) with receive buffers from `pool`, which it maps for DMA.
     pub fn bring_up(dev: Device, pool: Pool, cfg: Mlx5Config) -> Result<Mlx5, Mlx5Error> {
-        let (vendor, device) = dev.pci_ids()?;
+        Self::try_bring_up(dev, pool, cfg).map_err(|f| f.error)
+    }
+
+    /// [`Mlx5::bring_up`], but a failure keeps the firmware revision and the command log.
+    pub fn try_bring_up(dev: Device, pool: Pool, cfg: Mlx5Config) -> Result<Mlx5, BringUpFailure> {
+        let bare = |error: Mlx5Error| BringUpFailure { error, fw: None, log: Vec::new() };
+        let (vendor, device) = dev.pci_ids().map_err(|e| bare(e.into()))?;
         if supported(vendor, device).is_none() {
-            return Err(Mlx5Error::NotConnectX(vendor, device));
+            return Err(bare(Mlx5Error::NotConnectX(vendor, device)));
         }
         if cfg.queues == 0 || cfg.queues > 64 {
-            return Err(Mlx5Error::Config("queues must be 1..=64"));
+            return Err(bare(Mlx5Error::Config("queues must be 1..=64")));
         }
         if !(6..=15).contains(&cfg.log_sq_size) || !(6..=15).contains(&cfg.log_rq_size) {
-            return Err(Mlx5Error::Config("log ring sizes must be 6..=15"));
+            return Err(bare(Mlx5Error::Config("log ring sizes must be 6..=15")));
         }
-        dev.enable_bus_master()?;
-        let bar = Rc::new(dev.map_bar(0)?);
+        dev.enable_bus_master().map_err(|e| bare(e.into()))?;
+        let bar = Rc::new(dev.map_bar(0).map_err(|e| bare(e.into()))?);
         let container = dev.container().clone();
-        let (cmdq, fw) = CmdQueue::init(bar.clone(), &container, cfg.poll_budget)?;
+        let (cmdq, fw) = CmdQueue::init(bar.clone(), &container, cfg.poll_budget).map_err(bare)?;
+        // Map the pool before any object exists, so that this failure leaves nothing behind.
+        let pool_map = container.map_dma(PoolDma(pool.clone())).map_err(|e| BringUpFailure {
+            error: e.into(),
+            fw: Some(fw),
+            log: Vec::new(),
+        })?;
         let mut c = Ctrl { cmdq, pages: Pages::default(), eq: None, container, log: Vec::new() };
         let mut objs = Objects::default();
         let mut pairs = Vec::new();
@@ -250,10 +296,9 @@ impl Mlx5 {
                 let _ = c.take_pages(n);
                 let _ = c.run(cmds::disable_hca());
                 let _ = dev.disable_bus_master();
-                return Err(e);
+                return Err(BringUpFailure { error: e, fw: Some(fw), log: c.log });
             }
         };
-        let pool_map = c.container.map_dma(PoolDma(pool.clone()))?;
         pool.set_iova_base(Some(joyride_drivers::Iova(pool_map.iova())));
         let mtu = u32::from(info.vport_mtu.saturating_sub(22)).clamp(68, 1500);
         let mut nic = Mlx5 {
@@ -428,6 +473,11 @@ impl Mlx5 {
 
     /// Opcodes of every command issued so far, in order.
     pub fn command_log(&self) -> Vec<u16> {
+        self.ctrl.borrow().log.iter().map(|r| r.opcode).collect()
+    }
+
+    /// Every command issued so far, in order, with its status and syndrome.
+    pub fn command_records(&self) -> Vec<CmdRecord> {
         self.ctrl.borrow().log.clone()
     }
 

@@ -53,7 +53,7 @@ mod tests;
 
 pub use cmdq::FwInfo;
 pub use error::{CmdError, CmdStatus, DeliveryStatus, Mlx5Error};
-pub use hca::{supported, HcaInfo, Mlx5, Mlx5Config};
+pub use hca::{supported, BringUpFailure, CmdRecord, HcaInfo, Mlx5, Mlx5Config};
 
 use std::sync::Arc;
 

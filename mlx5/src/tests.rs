@@ -317,6 +317,19 @@ fn firmware_errors_surface_as_typed_errors_with_syndromes() {
         assert!(!m.enabled(), "a failed bring-up disables the HCA");
         assert!(m.owned.is_empty(), "and takes its pages back");
     }
+    // The failure keeps what a bug report needs: firmware revision and every command with its
+    // outcome, the refused one with its syndrome, then the cleanup.
+    let fake = FakeHca::new();
+    fake.m().fail_next = Some((op::CREATE_SQ, CmdStatus::BadParam, 0x1234_5678));
+    let f = Mlx5::try_bring_up(fake.device(), pool(128), cfg(1)).unwrap_err();
+    assert!(f.fw.is_some());
+    let bad: Vec<_> = f.log.iter().filter(|r| r.result.is_err()).collect();
+    assert_eq!(bad.len(), 1, "{:?}", f.log);
+    assert_eq!(bad[0].opcode, op::CREATE_SQ);
+    assert!(bad[0].to_string().contains("CREATE_SQ") && bad[0].to_string().contains("12345678"));
+    let ops: Vec<u16> = f.log.iter().map(|r| r.opcode).collect();
+    assert_eq!(ops, fake.m().log.iter().map(|&(o, _)| o).collect::<Vec<_>>(), "nothing missed");
+    assert_eq!(ops.last(), Some(&op::DISABLE_HCA));
     // A ring larger than the HCA's largest CQ is refused before any queue is created.
     let fake = FakeHca::new();
     fake.m().set_general_cap(crate::cmds::cap::LOG_MAX_CQ_SZ, 6);
