@@ -1072,6 +1072,13 @@ impl TcpStack {
                 self.reap(id);
             }
             self.touch(id);
+            // A deadline at or before `now` right after the connection was polled at `now`
+            // means a timer whose action was skipped: the caller would poll again at once,
+            // forever (checked here in debug builds, and by sim/tests/timers.rs).
+            debug_assert!(
+                self.sockets.get(&id).and_then(|s| s.timer).is_none_or(|t| t > now),
+                "connection {id:?} still due after poll_transmit({now:?})"
+            );
         }
         self.due = due;
         while let Some((src, dst, rst)) = self.ctl.pop_reply() {

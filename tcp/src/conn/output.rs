@@ -410,13 +410,16 @@ impl Conn {
             }
         }
 
-        // Persist timer (RFC 9293 §3.8.6.1): probe a zero window with one byte.
-        let off = t.snd_nxt.distance(base) as usize;
-        let unsent = snd.len().saturating_sub(off);
-        if can_send_data && t.snd_wnd == 0 && unsent > 0 && t.snd_una == t.snd_max {
+        // Persist timer (RFC 9293 §3.8.6.1): probe a zero window with one byte; a window too
+        // small for sender SWS avoidance gets what fits when the timer runs out (§3.8.6.2.1
+        // "override timeout").
+        if t.persist_wanted_parts(can_send_data, snd.len()) {
             match t.persist_at {
                 None => t.persist_at = Some(now + t.rtt.rto()),
                 Some(d) if d <= now => {
+                    let off = t.snd_nxt.distance(base) as usize;
+                    let unsent = snd.len().saturating_sub(off);
+                    let len = (t.snd_wnd as usize).min(unsent).min(mss).max(1);
                     let seq = t.snd_nxt;
                     emit_seg(
                         t,
@@ -426,12 +429,13 @@ impl Conn {
                         ts_val,
                         seq,
                         off,
-                        1,
+                        len,
                         TcpFlags::empty(),
                         scratch,
                         emit,
                     );
-                    t.snd_nxt = seq + 1;
+                    t.bytes_sent += len as u64;
+                    t.snd_nxt = seq + len as u32;
                     t.snd_max = t.snd_nxt;
                     t.rto_at = Some(now + t.rtt.rto());
                     t.persist_at = None;

@@ -327,7 +327,22 @@ impl Tcb {
         if self.ack_now || self.rexmit_now || self.window_update || self.has_new_data(c) {
             return Some(Instant::ZERO);
         }
-        let unsent = c.snd.len() > self.snd_nxt.distance(self.data_base()) as usize;
+        if self.persist_wanted(c) && self.persist_at.is_none() {
+            // The persist timer must be armed (RFC 9293 §3.8.6.1).
+            return Some(Instant::ZERO);
+        }
+        let idle_state =
+            matches!(c.state, super::ConnState::Established(_) | super::ConnState::CloseWait(_));
+        let keep = self.keepalive_due(&c.opts, c.last_rx, idle_state, c.snd.len());
+        [self.rto_at, self.delack_at, self.persist_at, keep].into_iter().flatten().min()
+    }
+
+    /// Whether the persist timer must run: data waits, nothing is in flight (so no ACK will
+    /// come to reopen the window), and the peer's window is what stops us: zero (RFC 9293
+    /// §3.8.6.1), or too small for the next segment under sender SWS avoidance (§3.8.6.2.1,
+    /// whose "override timeout" this timer also is). Without it a lost window update after a
+    /// small-window advertisement deadlocks both sides. `poll_at` and the sender share it.
+    pub(crate) fn persist_wanted(&self, c: &Conn) -> bool {
         let sending = matches!(
             c.state,
             super::ConnState::Established(_)
@@ -336,19 +351,17 @@ impl Tcb {
                 | super::ConnState::Closing(_)
                 | super::ConnState::LastAck(_)
         );
-        if sending
-            && self.snd_wnd == 0
-            && unsent
+        self.persist_wanted_parts(sending, c.snd.len())
+    }
+
+    /// [`Tcb::persist_wanted`] from its parts: whether the state sends data, and the send
+    /// buffer's length.
+    pub(crate) fn persist_wanted_parts(&self, sending: bool, snd_len: usize) -> bool {
+        let unsent = snd_len.saturating_sub(self.snd_nxt.distance(self.data_base()) as usize);
+        sending
+            && unsent > 0
             && self.snd_una == self.snd_max
-            && self.persist_at.is_none()
-        {
-            // The persist timer must be armed (RFC 9293 §3.8.6.1).
-            return Some(Instant::ZERO);
-        }
-        let idle_state =
-            matches!(c.state, super::ConnState::Established(_) | super::ConnState::CloseWait(_));
-        let keep = self.keepalive_due(&c.opts, c.last_rx, idle_state, c.snd.len());
-        [self.rto_at, self.delack_at, self.persist_at, keep].into_iter().flatten().min()
+            && (self.snd_wnd as usize) < unsent.min(usize::from(self.mss.max(1)))
     }
 
     /// When the next keepalive probe is due (RFC 1122 §4.2.3.6: only on an idle connection with
