@@ -229,6 +229,7 @@ fn main() {
             if per_q.iter().sum::<u64>() >= 64 {
                 break;
             }
+            #[allow(clippy::disallowed_methods)] // test harness pacing, not protocol code
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         for ip in &srcs {
