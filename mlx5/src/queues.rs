@@ -11,9 +11,9 @@
 use std::sync::atomic::{fence, Ordering};
 
 use joyride_drivers::PacketBuf;
-use joyride_vfio::{Bar, Container, DmaBuffer, VfioError};
+use joyride_vfio::{Bar, Container, DmaBuffer, DmaMemory, VfioError};
 
-use crate::cmdq::{copy_in, copy_out, rmb_after_ownership};
+use crate::cmdq::{copy_out, rmb_after_ownership};
 use crate::prm::{get32, get_bits, put32, put64, put_bits, wq, HCA_PAGE};
 
 /// Barrier: orders the stores of WQEs (or receive scatter entries) before the store of the
@@ -193,7 +193,8 @@ impl Cq {
 
     /// The next CQE if software owns it: the owner bit must equal the pass bit of the consumer
     /// counter and the opcode must not be INVALID. A CQE from the wrong pass is not ready (a
-    /// device that writes one is ignored until it writes the right phase).
+    /// device that writes one is ignored until it writes the right phase). Only the words
+    /// [`parse_cqe`] reads are copied (0x08..0x10, 0x18..0x20, 0x28..0x40); the rest is zero.
     pub fn poll(&self) -> Option<[u8; 64]> {
         let slot = (self.cc & ((1 << self.log_size) - 1)) as usize;
         let off = slot * wq::CQE;
@@ -204,8 +205,13 @@ impl Cq {
             return None;
         }
         rmb_after_ownership();
+        // Only the words `parse_cqe` reads (hash, flags, byte count, syndrome, qpn + tail):
+        // five 8-byte loads instead of sixteen 4-byte ones; the rest stays zero.
         let mut b = [0u8; 64];
-        copy_out(self.buf.mem(), off, &mut b);
+        let m = self.buf.mem();
+        for at in [0x08, 0x18, 0x28, 0x30, 0x38] {
+            copy_word64(m, off, &mut b, at);
+        }
         Some(b)
     }
 
@@ -259,8 +265,26 @@ pub struct TxOpts {
     pub inline: u16,
 }
 
-/// Largest WQE this driver builds: control + Ethernet + 256 inline bytes + one data segment.
-const MAX_WQE: usize = 16 + 16 + 256 + 16;
+/// Bytes of the WQE build buffer: the largest WQE this driver builds (control + Ethernet + 256
+/// inline bytes + one data segment = 304) rounded up to whole 64-byte WQEBBs, so that every
+/// WQEBB is copied to the ring straight from it.
+pub const MAX_WQE: usize = (16 + 16 + 256 + 16usize).next_multiple_of(64);
+
+/// Copies 8-byte words from `src` (a multiple of 8 long) into DMA memory at `off` (8-aligned),
+/// byte order kept: half the checked accesses of `copy_in`, on the per-packet paths.
+#[inline]
+fn copy_in64(mem: &DmaMemory, off: usize, src: &[u8]) {
+    for (i, w) in src.chunks_exact(8).enumerate() {
+        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        mem.write_u64(off + 8 * i, v);
+    }
+}
+
+/// Copies the 8-byte word at `off + at` of DMA memory into `b[at..at + 8]`, byte order kept.
+#[inline]
+fn copy_word64(mem: &DmaMemory, off: usize, b: &mut [u8; 64], at: usize) {
+    b[at..at + 8].copy_from_slice(&mem.read_u64(off + at).to_ne_bytes());
+}
 
 /// Builds a send WQE (PRM §"Send WQE Format": control segment, Ethernet segment with inline
 /// headers, one memory-pointer data segment). Returns the bytes (a multiple of 16) and `ds`.
@@ -280,7 +304,9 @@ pub fn build_send_wqe(
     if inline > 256 || inline > frame.len() || inline < 2.min(frame.len()) {
         return None;
     }
-    buf.fill(0);
+    // Zero only the WQEBBs this WQE can occupy (headers + inline + data segment).
+    let most = (16 + 0x0e + inline).next_multiple_of(16).max(32) + 16;
+    buf[..most.next_multiple_of(64)].fill(0);
     // Ethernet segment at 16: cs_flags (byte 4), mss (6..8), inline_hdr_sz (0x0c..0x0e), the
     // inline headers from 0x0e on, running into the following 16-byte units.
     let e = 16;
@@ -369,12 +395,10 @@ impl Sq {
         }
         let mask = self.size() - 1;
         let m = self.buf.mem();
-        for k in 0..nbb {
-            let slot = usize::from(self.pc.wrapping_add(k) & mask);
-            let chunk = &w[usize::from(k) * 64..(usize::from(k) * 64 + 64).min(len)];
-            let mut block = [0u8; 64];
-            block[..chunk.len()].copy_from_slice(chunk);
-            copy_in(m, slot * wq::SEND_WQEBB, &block);
+        for k in 0..usize::from(nbb) {
+            // `build_send_wqe` zeroed the tail of the last WQEBB.
+            let slot = usize::from(self.pc.wrapping_add(k as u16) & mask);
+            copy_in64(m, slot * wq::SEND_WQEBB, &w[k * 64..k * 64 + 64]);
         }
         self.shadow[usize::from(self.pc & mask)] = Some(TxSlot { buf: Some(b), nbb });
         self.last_start = Some(self.pc);
@@ -502,7 +526,7 @@ impl Rq {
         put32(&mut seg, 0, len);
         put32(&mut seg, 4, self.lkey);
         put64(&mut seg, 8, iova);
-        copy_in(self.buf.mem(), slot * wq::RECV_WQE, &seg);
+        copy_in64(self.buf.mem(), slot * wq::RECV_WQE, &seg);
         self.shadow[slot] = Some((b, len));
         self.pc = self.pc.wrapping_add(1);
         self.pending = true;

@@ -173,7 +173,7 @@ fn parsers_reject_implausible_output() {
 #[test]
 fn send_wqe_layout() {
     let f = tcp_frame([1; 6], 0, 100);
-    let mut w = [0u8; 304];
+    let mut w = [0u8; crate::queues::MAX_WQE];
     let o = TxOpts { inline: 18, cs_flags: cs::L3 | cs::L4, lso: None };
     let len = build_send_wqe(&mut w, 0x1234, 0xabcd, 0x100, &f, 0x5000, &o).unwrap();
     assert_eq!(len, 64, "one WQEBB: ctrl + eth(2 inline) + 16 inline + data");
