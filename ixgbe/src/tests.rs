@@ -509,3 +509,77 @@ fn selftest_reports_failures() {
     assert!(!rep.passed());
     assert!(rep.error.unwrap().contains("ring_size"));
 }
+
+// Driver cost per packet under callgrind (`ixgbe/callgrind.sh`, README "Driver cost per
+// packet"). Each test runs `CG_BATCHES` bursts of 32 in one direction through the driver's
+// `Nic` methods behind `&mut dyn Nic` (so they stay separate functions callgrind can count);
+// the script collects only inside `rx_burst`/`tx_burst` and subtracts what the model did
+// inside them (its register file, behind `FakeBar`), leaving the driver's own instructions.
+const CG_BATCHES: usize = 1000;
+
+fn cg_nic(p: Personality, pl: &Pool) -> (Fake, IntelNic) {
+    let fake = Fake::new(p);
+    let c = IntelConfig { ring_size: 512, ..cfg(1) };
+    let nic = IntelNic::open(fake.device(), pl.clone(), c).unwrap();
+    (fake, nic)
+}
+
+fn cg_rx(p: Personality) {
+    let pl = pool(2048);
+    let (fake, mut nic) = cg_nic(p, &pl);
+    let frame = ip_frame(17, 1000, 18); // 60 bytes, UDP, checksum verified by the model
+    let nic: &mut dyn Nic = std::hint::black_box(&mut nic);
+    let mut b = Batch::new(32);
+    let mut got = 0;
+    for _ in 0..CG_BATCHES {
+        for _ in 0..32 {
+            assert!(fake.m().inject(&frame));
+        }
+        got += nic.rx_burst(QueueId(0), &mut b).unwrap();
+        b.clear();
+    }
+    assert_eq!(got, 32 * CG_BATCHES);
+}
+
+fn cg_tx(p: Personality) {
+    let pl = pool(2048);
+    let (fake, mut nic) = cg_nic(p, &pl);
+    let frame = ip_frame(17, 1000, 18);
+    let nic: &mut dyn Nic = std::hint::black_box(&mut nic);
+    let mut b = Batch::new(32);
+    let mut sent = 0;
+    for _ in 0..CG_BATCHES {
+        for _ in 0..32 {
+            b.push(pl.alloc_copy(&frame).unwrap()).unwrap();
+        }
+        sent += nic.tx_burst(QueueId(0), &mut b).unwrap();
+        assert!(b.is_empty());
+        fake.m().sent.clear();
+    }
+    assert_eq!(sent, 32 * CG_BATCHES);
+    assert_eq!(nic.counters().tx_packets, (32 * CG_BATCHES) as u64);
+}
+
+#[test]
+#[ignore = "callgrind workload: ixgbe/callgrind.sh"]
+fn callgrind_rx_x82599() {
+    cg_rx(Personality::X82599);
+}
+
+#[test]
+#[ignore = "callgrind workload: ixgbe/callgrind.sh"]
+fn callgrind_tx_x82599() {
+    cg_tx(Personality::X82599);
+}
+
+#[test]
+#[ignore = "callgrind workload: ixgbe/callgrind.sh"]
+fn callgrind_rx_i82576() {
+    cg_rx(Personality::I82576);
+}
+
+#[test]
+#[ignore = "callgrind workload: ixgbe/callgrind.sh"]
+fn callgrind_tx_i82576() {
+    cg_tx(Personality::I82576);
+}

@@ -250,3 +250,51 @@ fn drop_resets_the_device_and_unmaps_everything() {
     let cfgspace = fake.sys.config_of(crate::fake_dev::BDF).unwrap();
     assert_eq!(cfgspace[4] & 0x4, 0, "bus master off");
 }
+
+// Driver cost per packet under callgrind (`ixgbe/callgrind.sh` runs these next to the Intel
+// driver's; figures in ixgbe/README.md). `CG_BATCHES` bursts of 32 through `&mut dyn Nic`;
+// the script subtracts the model's work behind `FakeBar` from `rx_burst`/`tx_burst`.
+const CG_BATCHES: usize = 1000;
+
+#[test]
+#[ignore = "callgrind workload: ixgbe/callgrind.sh"]
+fn callgrind_rx_virtio() {
+    let fake = Fake::new(QEMU_FEATURES, 256, 0);
+    let p = pool(2048);
+    let mut nic = VirtioNet::new(fake.device(), p.clone(), cfg(256)).unwrap();
+    let nic: &mut dyn Nic = std::hint::black_box(&mut nic);
+    let f = frame(1, 60);
+    let mut b = Batch::new(32);
+    let mut got = 0;
+    for _ in 0..CG_BATCHES {
+        for _ in 0..32 {
+            assert!(fake.m().inject([0; 12], &f));
+        }
+        got += nic.rx_burst(Q, &mut b).unwrap();
+        b.clear();
+    }
+    assert_eq!(got, 32 * CG_BATCHES);
+}
+
+#[test]
+#[ignore = "callgrind workload: ixgbe/callgrind.sh"]
+fn callgrind_tx_virtio() {
+    let fake = Fake::new(QEMU_FEATURES, 256, 0);
+    let p = pool(2048);
+    let mut nic = VirtioNet::new(fake.device(), p.clone(), cfg(256)).unwrap();
+    let nic: &mut dyn Nic = std::hint::black_box(&mut nic);
+    let f = frame(1, 60);
+    let mut b = Batch::new(32);
+    let mut sent = 0;
+    for _ in 0..CG_BATCHES {
+        for _ in 0..32 {
+            b.push(p.alloc_copy(&f).unwrap()).unwrap();
+        }
+        sent += nic.tx_burst(Q, &mut b).unwrap();
+        assert!(b.is_empty());
+        let mut m = fake.m();
+        m.sent.clear();
+        m.sent_hdrs.clear();
+    }
+    assert_eq!(sent, 32 * CG_BATCHES);
+}
