@@ -32,6 +32,11 @@
 //! - [`open_vfio`] picks the device by PCI id (15b3:1013/1015/1017/1019/101b/101d) for
 //!   `joyrided --backend vfio:BDF`.
 //!
+//! - `joyride-mlx5-selftest` (a binary of this crate): the command a ConnectX owner runs to
+//!   check the driver on a real card (VFIO preconditions, bring-up, link, local-loopback
+//!   transfer, counters, teardown) and whose report block (this crate's [`HcaInfo`] and every
+//!   command with its status and syndrome, [`Mlx5::command_records`]) a bug report needs.
+//!
 //! ## unsafe
 //! One `unsafe impl` (`DmaTarget` for a packet pool, module `dma`); everything else is safe code
 //! over `joyride-vfio`'s checked register and DMA accessors.
