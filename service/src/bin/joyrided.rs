@@ -60,7 +60,8 @@ APPS (--app, repeatable):
   udp-client:IP:PORT:SIZES       send one datagram per size (comma list), check each echo
   connect-loop:IP:PORT:N         N short connections in a row to an echo server
 
-PCI NICS (vfio:BDF): virtio-net 1af4:1041 (joyride_virtio); Intel 82599/82576 and mlx5 coming.
+PCI NICS (vfio:BDF): virtio-net 1af4:1041 (joyride_virtio); Intel 82599 8086:10fb etc. and
+82576 8086:10c9 etc. (joyride_ixgbe); ConnectX-4/5/6 15b3:1013..101d (joyride_mlx5).
 
 SIGNALS: SIGUSR1 prints the counters; SIGINT/SIGTERM exit cleanly (counters printed).
 LOGS: RUST_LOG=debug (tracing env filter), on stderr; app results go to stdout.";
