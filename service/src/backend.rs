@@ -17,10 +17,10 @@ use joyride_drivers::tap::{Tap, TapConfig};
 use joyride_drivers::{
     Batch, Capabilities, LinkState, Nic, NicError, Pool, PoolConfig, QueueCounters, QueueId,
 };
-use joyride_vfio::bind::{self, BindError};
-use joyride_vfio::{Device, IovaSpace, RealSys, Sys, VfioError};
 use joyride_ixgbe::{IntelConfig, IntelNic};
 use joyride_mlx5::Mlx5Config;
+use joyride_vfio::bind::{self, BindError};
+use joyride_vfio::{Device, IovaSpace, RealSys, Sys, VfioError};
 use joyride_virtio::{VirtioNet, VirtioNetConfig};
 
 use crate::config::{BackendSpec, FaultSpec};
@@ -156,8 +156,8 @@ pub static PCI_DRIVERS: &[PciDriver] = &[
         driver: "joyride_ixgbe",
         vendor: 0x8086,
         devices: &[
-            0x10f7, 0x1514, 0x10f8, 0x10f9, 0x10fb, 0x1529, 0x151c, 0x152a, 0x1507, 0x154d,
-            0x1557, 0x1558, 0x154a,
+            0x10f7, 0x1514, 0x10f8, 0x10f9, 0x10fb, 0x1529, 0x151c, 0x152a, 0x1507, 0x154d, 0x1557,
+            0x1558, 0x154a,
         ],
         open: |d, p| Ok(Box::new(IntelNic::open(d, p, IntelConfig::default())?)),
     },
