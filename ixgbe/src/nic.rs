@@ -7,7 +7,7 @@ use joyride_drivers::{
 };
 use joyride_vfio::{Bar, Device, DmaMapping};
 
-use crate::desc::{self, RxErrBits, RXD_STAT_IPCS, RXD_STAT_L4CS, RXD_STAT_UDPCS};
+use crate::desc::{self, RxErrBits, RXD_STAT_L4CS, RXD_STAT_UDPCS};
 use crate::regs::{common, x82576, x82599};
 use crate::ring::{wmb_before_tail, PoolDma, RxDone, RxRing, TxRing};
 use crate::{igb, x82599 as p82599, IntelError, VENDOR_INTEL};
@@ -427,7 +427,7 @@ impl IntelNic {
     fn refill(&mut self, q: usize) -> Result<(), IntelError> {
         let rq = &mut self.rx[q];
         let mut posted = false;
-        while rq.ring.free() > 0 {
+        for _ in 0..rq.ring.free() {
             let Some(mut b) = self.pool.alloc() else { break };
             if self.rx_head0 {
                 let h = b.headroom();
@@ -558,21 +558,29 @@ impl IntelNic {
         Ok(t)
     }
 
-    fn rx_csum(&self, st: u32) -> RxCsum {
-        let e = self.pers.err_bits();
+    /// What the write-back's status says about the L4 checksum (`e`: this part's error bits).
+    #[inline]
+    fn rx_csum(offloads: bool, e: RxErrBits, st: u32) -> RxCsum {
         let l4 = st & (RXD_STAT_L4CS | RXD_STAT_UDPCS) != 0;
-        if self.offloads && l4 && st & (e.tcpe | e.ipe) == 0 {
-            // A frame with IPCS set had its IPv4 header checked too; IPv6 has none.
-            let _ = st & RXD_STAT_IPCS;
+        // A frame with IPCS set had its IPv4 header checked too (IPE clear); IPv6 has none.
+        if offloads && l4 && st & (e.tcpe | e.ipe) == 0 {
             RxCsum::Verified
         } else {
             RxCsum::Unknown
         }
     }
 
-    fn prepare_tx(&mut self, mut b: PacketBuf) -> Option<(PacketBuf, Option<desc::TxContext>)> {
-        if !self.pool.owns(&b) {
-            let mut own = self.pool.alloc()?;
+    /// A frame ready to post: in a buffer of `pool` (copied there if it came from elsewhere),
+    /// 1..=1518 bytes, with the context descriptor its checksum request needs (or the checksum
+    /// completed in software when offloads are off).
+    #[inline]
+    fn prepare_tx(
+        pool: &Pool,
+        offloads: bool,
+        mut b: PacketBuf,
+    ) -> Option<(PacketBuf, Option<desc::TxContext>)> {
+        if !pool.owns(&b) {
+            let mut own = pool.alloc()?;
             if !own.copy_from(b.data()) {
                 return None;
             }
@@ -583,7 +591,7 @@ impl IntelNic {
             return None;
         }
         let ctx = match b.tx_csum() {
-            Some(req) if self.offloads => desc::TxContext::for_csum(b.data(), req),
+            Some(req) if offloads => desc::TxContext::for_csum(b.data(), req),
             _ => None,
         };
         if ctx.is_none() && b.tx_csum().is_some() && !b.complete_partial_csum() {
@@ -638,26 +646,34 @@ impl Nic for IntelNic {
         if q >= self.rx.len() {
             return Err(NicError::BadQueue(queue));
         }
-        let frame_err = self.pers.err_bits().frame;
-        let mut got = 0;
-        while out.remaining() > 0 {
-            let Some(done) = self.rx[q].ring.take() else { break };
+        // Per burst, not per packet: the part's error bits, the ring, the counters (added once
+        // at the end).
+        let errs = self.pers.err_bits();
+        let offloads = self.offloads;
+        let ring = &mut self.rx[q].ring;
+        let (mut got, mut bytes, mut bad) = (0usize, 0u64, 0u64);
+        let want = out.remaining();
+        while got < want {
+            let Some(done) = ring.take() else { break };
             match done {
                 RxDone::Frame(mut b, len, st, _hash) => {
-                    if st & frame_err != 0 || len < 14 {
-                        self.counters[q].rx_errors += 1;
+                    if st & errs.frame != 0 || len < 14 {
+                        bad += 1;
                         continue; // dropped: back to the pool
                     }
                     b.set_len(usize::from(len)); // <= posted length <= capacity (ring checks)
-                    b.set_rx_csum(self.rx_csum(st));
-                    self.counters[q].rx_packets += 1;
-                    self.counters[q].rx_bytes += u64::from(len);
-                    let _ = out.push(b); // cannot fail: remaining() > 0
+                    b.set_rx_csum(Self::rx_csum(offloads, errs, st));
+                    bytes += u64::from(len);
+                    let _ = out.push(b); // cannot fail: got < remaining() on entry
                     got += 1;
                 }
-                RxDone::Bad => self.counters[q].rx_errors += 1,
+                RxDone::Bad => bad += 1,
             }
         }
+        let c = &mut self.counters[q];
+        c.rx_packets += got as u64;
+        c.rx_bytes += bytes;
+        c.rx_errors += bad;
         let ring = &self.rx[q].ring;
         if ring.free() >= RX_REFILL_BATCH || ring.posted() < RX_REFILL_BATCH {
             self.refill(q).map_err(|_| NicError::Corrupt("receive tail write failed"))?;
@@ -673,34 +689,41 @@ impl Nic for IntelNic {
         if q >= self.tx.len() {
             return Err(NicError::BadQueue(queue));
         }
-        self.tx[q].ring.reclaim();
-        let n = bufs.len().min(usize::from(self.tx[q].ring.free() / 2));
-        let mut posted = false;
+        // Per burst, not per packet: the ring and the pool are borrowed once, counters are
+        // added once at the end.
+        let (pool, offloads) = (&self.pool, self.offloads);
+        let txq = &mut self.tx[q];
+        txq.ring.reclaim();
+        let n = bufs.len().min(usize::from(txq.ring.free() / 2));
+        let (mut sent, mut bytes, mut dropped) = (0u64, 0u64, 0u64);
         for b in bufs.drain_front(n) {
             let len = b.len() as u64;
-            let Some((b, ctx)) = self.prepare_tx(b) else {
-                self.counters[q].tx_drops += 1;
+            let Some((b, ctx)) = Self::prepare_tx(pool, offloads, b) else {
+                dropped += 1;
                 continue;
             };
             let Some(iova) = b.iova() else {
-                self.counters[q].tx_drops += 1;
+                dropped += 1;
                 continue;
             };
-            if self.tx[q].ring.post(b, iova.0, ctx.as_ref()).is_err() {
-                self.counters[q].tx_drops += 1; // cannot happen: two descriptors per packet free
+            if txq.ring.post(b, iova.0, ctx.as_ref()).is_err() {
+                dropped += 1; // cannot happen: two descriptors per packet free
                 continue;
             }
-            posted = true;
-            self.counters[q].tx_packets += 1;
-            self.counters[q].tx_bytes += len;
+            sent += 1;
+            bytes += len;
         }
-        if posted {
+        if sent > 0 {
             wmb_before_tail();
-            let (reg, tail) = (self.tx[q].tail_reg, self.tx[q].ring.tail());
+            let (reg, tail) = (txq.tail_reg, txq.ring.tail());
             self.regs
                 .w(reg, u32::from(tail))
                 .map_err(|_| NicError::Corrupt("transmit tail write failed"))?;
         }
+        let c = &mut self.counters[q];
+        c.tx_packets += sent;
+        c.tx_bytes += bytes;
+        c.tx_drops += dropped;
         Ok(n)
     }
 

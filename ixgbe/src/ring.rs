@@ -36,6 +36,27 @@ fn rmb_after_dd() {
     fence(Ordering::Acquire);
 }
 
+/// `i + 1` modulo `size` without a division (ring sizes need not be powers of two).
+#[inline(always)]
+fn next_idx(i: u16, size: u16) -> u16 {
+    let n = i + 1;
+    if n == size {
+        0
+    } else {
+        n
+    }
+}
+
+/// `(to - from) mod size` for indices below `size`, without a division.
+#[inline(always)]
+fn distance(from: u16, to: u16, size: u16) -> u16 {
+    if to >= from {
+        to - from
+    } else {
+        to + size - from
+    }
+}
+
 /// A packet-buffer pool as a DMA target.
 pub(crate) struct PoolDma(pub(crate) Pool);
 
@@ -98,26 +119,31 @@ impl RxRing {
     }
 
     /// The tail value to publish.
+    #[inline]
     pub(crate) fn tail(&self) -> u16 {
         self.tail
     }
 
     /// Descriptors the device owns.
+    #[inline]
     pub(crate) fn posted(&self) -> u16 {
-        self.tail.wrapping_sub(self.next).wrapping_add(self.size) % self.size
+        distance(self.next, self.tail, self.size)
     }
 
     /// Descriptors that could be posted (one slot always stays empty: head == tail means empty).
+    #[inline]
     pub(crate) fn free(&self) -> u16 {
         self.size - 1 - self.posted()
     }
 
+    #[inline]
     fn off(i: u16) -> usize {
         usize::from(i) * DESC_LEN
     }
 
     /// Posts `buf` (whose data starts at its IOVA and has room for `buf_len` bytes) in read
     /// format; not visible to the device until the tail is written. Gives it back if full.
+    #[inline]
     pub(crate) fn post(&mut self, buf: PacketBuf, iova: u64) -> Result<(), PacketBuf> {
         if self.free() == 0 {
             return Err(buf);
@@ -127,11 +153,12 @@ impl RxRing {
         m.write_u64(o + RX_PKT_ADDR, iova.to_le());
         m.write_u64(o + RX_HDR_ADDR, 0); // clears DD of any stale write-back
         self.shadow[usize::from(self.tail)] = Some(buf);
-        self.tail = (self.tail + 1) % self.size;
+        self.tail = next_idx(self.tail, self.size);
         Ok(())
     }
 
     /// The next completed descriptor, if the device has finished one.
+    #[inline]
     pub(crate) fn take(&mut self) -> Option<RxDone> {
         let m = self.mem.mem();
         if self.next == self.tail {
@@ -152,7 +179,7 @@ impl RxRing {
         let len = u16::from_le(m.read_u16(o + RXWB_LENGTH));
         let hash = u32::from_le(m.read_u32(o + RXWB_RSS_HASH));
         let buf = self.shadow[usize::from(self.next)].take().expect("posted slot has a buffer");
-        self.next = (self.next + 1) % self.size;
+        self.next = next_idx(self.next, self.size);
         if len == 0 || len > self.buf_len || staterr & RXD_STAT_EOP == 0 {
             drop(buf);
             return Some(RxDone::Bad);
@@ -214,27 +241,31 @@ impl TxRing {
     }
 
     /// The tail value to publish.
+    #[inline]
     pub(crate) fn tail(&self) -> u16 {
         self.tail
     }
 
+    #[inline]
     fn in_flight(&self) -> u16 {
-        self.tail.wrapping_sub(self.clean).wrapping_add(self.size) % self.size
+        distance(self.clean, self.tail, self.size)
     }
 
     /// Free descriptors (one always stays empty).
+    #[inline]
     pub(crate) fn free(&self) -> u16 {
         self.size - 1 - self.in_flight()
     }
 
     /// Reclaims every completed packet from the oldest on (their buffers go back to their
     /// pools); returns how many packets completed.
+    #[inline]
     pub(crate) fn reclaim(&mut self) -> usize {
         let m = self.mem.mem();
         let mut n = 0;
         while self.clean != self.tail {
             let data = match self.shadow[usize::from(self.clean)] {
-                TxSlot::Ctx => (self.clean + 1) % self.size,
+                TxSlot::Ctx => next_idx(self.clean, self.size),
                 _ => self.clean,
             };
             let sta = u32::from_le(m.read_u32(usize::from(data) * DESC_LEN + TX_OLINFO_STATUS));
@@ -242,26 +273,30 @@ impl TxRing {
                 break;
             }
             rmb_after_dd();
-            self.shadow[usize::from(self.clean)] = TxSlot::Free;
+            if data != self.clean {
+                self.shadow[usize::from(self.clean)] = TxSlot::Free; // the context slot
+            }
             self.shadow[usize::from(data)] = TxSlot::Free; // drops the buffer
-            self.clean = (data + 1) % self.size;
+            self.clean = next_idx(data, self.size);
             n += 1;
         }
         n
     }
 
+    #[inline]
     fn write(&mut self, words: (u64, u32, u32)) {
         let m = self.mem.mem();
         let o = usize::from(self.tail) * DESC_LEN;
         m.write_u64(o + TX_ADDR, words.0.to_le());
         m.write_u32(o + TX_CMD_TYPE_LEN, words.1.to_le());
         m.write_u32(o + TX_OLINFO_STATUS, words.2.to_le());
-        self.tail = (self.tail + 1) % self.size;
+        self.tail = next_idx(self.tail, self.size);
     }
 
     /// Posts one packet: a context descriptor first when `ctx` differs from the last one
     /// written, then one data descriptor. Not visible until the tail is written. Gives the
     /// buffer back when there is no room.
+    #[inline]
     pub(crate) fn post(
         &mut self,
         buf: PacketBuf,
@@ -282,7 +317,7 @@ impl TxRing {
                 m.write_u32(o + 4 * i, v.to_le());
             }
             self.shadow[usize::from(self.tail)] = TxSlot::Ctx;
-            self.tail = (self.tail + 1) % self.size;
+            self.tail = next_idx(self.tail, self.size);
             self.last_ctx = words;
         }
         let slot = usize::from(self.tail);
