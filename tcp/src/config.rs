@@ -83,6 +83,12 @@ pub struct TcpConfig {
     pub congestion: CcAlgorithm,
     /// Initial window in segments (RFC 6928: 10).
     pub initial_window: u32,
+    /// RFC 8985 RACK: time-based loss detection (needs SACK; replaces RFC 6675's DupThresh
+    /// rule on connections that negotiated SACK). New sockets take this;
+    /// [`crate::TcpStack::set_rack`] changes it per socket before the connection is established.
+    pub rack: bool,
+    /// RFC 8985 TLP: a tail loss probe after ~2·SRTT of silence (only where RACK is on).
+    pub tlp: bool,
     /// How ISNs are chosen.
     pub isn: IsnPolicy,
     /// RFC 5961 §3: a RST must match RCV.NXT exactly, else a challenge ACK is sent
@@ -147,6 +153,8 @@ impl TcpConfig {
             syncookies: true,
             congestion: CcAlgorithm::Cubic,
             initial_window: 10,
+            rack: true,
+            tlp: true,
             isn: IsnPolicy::Rfc6528,
             rfc5961_rst: true,
             rfc5961_syn: true,
@@ -178,6 +186,10 @@ impl TcpConfig {
             max_backlog: 128,
             syn_backlog: 512,
             congestion: CcAlgorithm::NewReno,
+            // FreeBSD's default stack detects loss by DupThresh (RACK is the separate
+            // `tcp_rack` stack); the conformance scripts pin its retransmissions.
+            rack: false,
+            tlp: false,
             drop_synfin: false,
             ack_repeats_fin: true,
             ..Self::linux()

@@ -18,6 +18,7 @@ pub mod cc;
 pub mod config;
 mod conn;
 pub mod error;
+pub mod rack;
 pub mod rtt;
 pub mod sack;
 pub mod seq;

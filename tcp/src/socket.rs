@@ -600,6 +600,23 @@ impl TcpStack {
         }
     }
 
+    /// Turns RFC 8985 RACK-TLP loss detection on or off for socket `s` (the default is
+    /// [`TcpConfig::rack`]); it applies to a connection established afterwards (RACK also
+    /// needs SACK, negotiated in the handshake).
+    pub fn set_rack(&mut self, s: SocketId, on: bool) -> Result<(), TcpError> {
+        let sock = self.sock_mut(s)?;
+        sock.opts.rack = on;
+        if let Kind::Conn(c) = &mut sock.kind {
+            c.opts.rack = on;
+        }
+        Ok(())
+    }
+
+    /// Whether RACK-TLP is enabled on socket `s`.
+    pub fn rack(&self, s: SocketId) -> Result<bool, TcpError> {
+        Ok(self.sock(s)?.opts.rack)
+    }
+
     /// `setsockopt(2)`.
     pub fn set_option(&mut self, s: SocketId, opt: SockOpt) -> Result<(), TcpError> {
         let max = self.config.max_buffer;

@@ -28,6 +28,7 @@ OPTIONS:
   --rate-mbps R    link rate, 0 = unlimited                  [default: 100]
   --cc ALGO        cubic | newreno                           [default: cubic]
   --no-sack        disable SACK on both stacks
+  --no-rack        disable RFC 8985 RACK-TLP (loss detection by RFC 6675 DupThresh only)
   --seed S         seed for link impairments and ISNs        [default: 1]
   --pcap FILE      write every packet to FILE (open it in Wireshark)
   -h, --help       this text
@@ -39,6 +40,7 @@ struct Args {
     link: LinkConfig,
     cc: CcAlgorithm,
     sack: bool,
+    rack: bool,
     seed: u64,
     pcap: Option<String>,
 }
@@ -49,6 +51,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         link: LinkConfig::ideal(Duration::from_millis(10)),
         cc: CcAlgorithm::Cubic,
         sack: true,
+        rack: true,
         seed: 1,
         pcap: None,
     };
@@ -79,6 +82,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 }
             }
             "--no-sack" => a.sack = false,
+            "--no-rack" => a.rack = false,
             "--seed" => a.seed = num(value()?)?,
             "--pcap" => a.pcap = Some(value()?),
             other => return Err(format!("unknown option {other:?} (see --help)")),
@@ -115,6 +119,8 @@ fn run(args: &Args) -> Result<(), String> {
     let mut config = TcpConfig::linux();
     config.congestion = args.cc;
     config.sack = args.sack;
+    config.rack = args.rack;
+    config.tlp = args.rack;
     let mut p = Pair::new(config.clone(), config, args.link, args.seed);
     if args.pcap.is_some() {
         p.start_capture();
@@ -183,8 +189,12 @@ fn run(args: &Args) -> Result<(), String> {
         wall.elapsed().as_secs_f64()
     );
     println!(
-        "sender: {:?}, srtt {:?}, cwnd {} B, retransmitted segments {}",
-        args.cc, info.srtt, info.cwnd, info.total_retrans
+        "sender: {:?}{}, srtt {:?}, cwnd {} B, retransmitted segments {}",
+        args.cc,
+        if args.rack && args.sack { " + RACK-TLP" } else { "" },
+        info.srtt,
+        info.cwnd,
+        info.total_retrans
     );
     println!(
         "packets delivered {}, rejected by checksum {}, a->b {:?}, b->a {:?}",

@@ -525,6 +525,22 @@ impl Conn {
             t.sb.update(new_una, t.snd_max, &blocks[..nb]);
         }
         let new_sack = t.sb.sacked_bytes() > sacked_before;
+        // RFC 2883 §4: a first block below the cumulative ACK (or inside the second) is a
+        // D-SACK: a duplicate arrived.
+        let dsack = (nb > 0).then_some(blocks[0]).filter(|&(l, r)| {
+            r.before_eq(ack) || (nb > 1 && l.after_eq(blocks[1].0) && r.before_eq(blocks[1].1))
+        });
+        if t.rack_on {
+            // RFC 8985 §6.2 steps 1–3: each segment newly delivered, cumulatively or
+            // selectively, updates RACK.min_RTT, RACK.rtt/xmit_ts/end_seq and RACK.fack.
+            let rack = &mut t.rack;
+            t.log.on_ack(new_una, &blocks[..nb], |seg| rack.on_delivered(now, seg));
+            if dsack.is_some() {
+                // §6.2 step 4: a D-SACK shows reordering (or a spurious retransmission).
+                t.rack.on_dsack(new_una, t.snd_max);
+            }
+            tlp_process_ack(t, now, ack, dsack, nb, flight_before);
+        }
         if ack.after(t.snd_una) {
             let acked = ack.distance(t.snd_una);
             // Data bytes acknowledged: the FIN's sequence number is not in the buffer.
@@ -560,6 +576,8 @@ impl Conn {
                     t.recover = None;
                     t.dupacks = 0;
                     t.cc.on_recovery_exit(now);
+                    // RFC 8985 §6.2 step 4: "exiting Fast or RTO recovery".
+                    t.rack.on_recovery_exit();
                 }
                 Some(_) => {
                     // RFC 6582 §3.2 step 5 partial ACK: retransmit the next unacknowledged
@@ -574,6 +592,10 @@ impl Conn {
                     t.cc.on_ack(now, acked, flight_before, srtt);
                 }
             }
+            if t.rto_recover.is_some_and(|r| ack.after_eq(r)) {
+                t.rto_recover = None;
+                t.rack.on_recovery_exit();
+            }
             // RFC 6298 §5.2/5.3: stop the timer when all data is acknowledged, else restart it.
             if t.snd_una == t.snd_max {
                 t.rto_at = None;
@@ -582,6 +604,8 @@ impl Conn {
                 t.rto_at = Some(now + t.rtt.rto());
                 t.unacked_since = Some(now);
             }
+            // RFC 8985 §7.2: restart the PTO on an ACK of new data (or disarm it).
+            t.schedule_tlp(now);
         } else if ack == t.snd_una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -593,7 +617,7 @@ impl Conn {
             if t.recover.is_some() {
                 // Each further duplicate lets pipe shrink; send what RFC 6675 NextSeg allows.
                 t.rexmit_now = true;
-            } else if t.dupacks >= 3 || (t.sack_ok && t.una_lost()) {
+            } else if !t.rack_on && (t.dupacks >= 3 || (t.sack_ok && t.una_lost())) {
                 // RFC 5681 §3.2 step 2–3 / RFC 6675 §5 step 4: enter fast recovery and
                 // retransmit the first unacknowledged segment at once.
                 t.cc.on_loss(now, flight_before);
@@ -608,6 +632,11 @@ impl Conn {
         } else if ack == t.snd_una && wnd == 0 && t.snd_wnd == 0 {
             // A zero-window probe was answered: the peer is alive (persist must not time out).
             t.retries = 0;
+        }
+        if t.rack_on {
+            // RFC 8985 §6.2 step 5: detect losses (with SACK, RACK replaces RFC 6675's
+            // DupThresh rule above, RFC 8985 §6.2 / §9.2).
+            t.rack_detect(now, flight_before);
         }
         // RFC 9293 §3.10.7.4: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK),
         // set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set SND.WL2 <- SEG.ACK."
@@ -738,5 +767,36 @@ impl Conn {
             expires: now + cfg.msl * 2,
             ack_now: true,
         })
+    }
+}
+
+/// RFC 8985 §7.4.2 "Detecting losses repaired by the loss probe": once the probe is
+/// acknowledged, a retransmitted probe whose original was not also delivered (no D-SACK for
+/// it) repaired a loss, which costs one congestion response outside recovery.
+fn tlp_process_ack(
+    t: &mut Tcb,
+    now: Instant,
+    ack: SeqNum,
+    dsack: Option<(SeqNum, SeqNum)>,
+    nb: usize,
+    flight: u32,
+) {
+    let Some(end) = t.rack.tlp_end else { return };
+    if ack.before(end) {
+        return;
+    }
+    // A probe of new data: RACK sees any loss it reveals. A D-SACK of the probe: the
+    // original and the probe both arrived.
+    let repaired = if !t.rack.tlp_retrans || dsack.is_some_and(|(_, r)| r == end) {
+        false
+    } else if ack.after(end) || (nb == 0 && ack == t.snd_una) {
+        true // the probe alone filled the hole (a later ACK, or a duplicate ACK)
+    } else {
+        return; // wait for the D-SACK or a later ACK
+    };
+    t.rack.tlp_end = None;
+    if repaired && t.recover.is_none() && t.rto_recover.is_none() {
+        t.cc.on_loss(now, flight);
+        t.cc.on_recovery_exit(now);
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct ConnOpts {
     pub rcvbuf: usize,
     pub sndbuf: usize,
     pub reuseaddr: bool,
+    /// RFC 8985 RACK-TLP (with SACK).
+    pub rack: bool,
 }
 
 impl ConnOpts {
@@ -67,6 +69,7 @@ impl ConnOpts {
             rcvbuf: cfg.recv_buffer,
             sndbuf: cfg.send_buffer,
             reuseaddr: false,
+            rack: cfg.rack,
         }
     }
 }

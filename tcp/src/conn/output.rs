@@ -265,6 +265,22 @@ impl Conn {
             return;
         }
 
+        // RFC 8985 §7.3: the PTO expired: send a loss probe (new data if the peer's window
+        // allows, else the highest segment again), then re-arm the RTO, not the PTO.
+        if t.tlp_at.is_some_and(|d| d <= now) {
+            t.tlp_at = None;
+            if can_send_data && t.tlp_allowed() && t.snd_una != t.snd_max {
+                send_tlp(t, snd, rcv, ports, ts_val, now, scratch, emit);
+                t.rto_at = Some(now + t.rtt.rto());
+            }
+        }
+        // RFC 8985 §8: the reordering timer expired: run loss detection again.
+        if t.rack_at.is_some_and(|d| d <= now) {
+            t.rack_at = None;
+            let flight = t.flight();
+            t.rack_detect(now, flight);
+        }
+
         // Retransmission timeout (RFC 6298 §5.4–5.6).
         if t.rto_at.is_some_and(|d| d <= now) {
             let user_to = opts.user_timeout > core::time::Duration::ZERO
@@ -279,14 +295,31 @@ impl Conn {
             if t.snd_una != t.snd_max {
                 t.cc.on_rto(now, flight);
             }
-            // Go back N: resend from SND.UNA; the scoreboard is discarded (RFC 6675 §5.1).
-            t.snd_nxt = t.snd_una;
             t.recover = None;
             t.dupacks = 0;
-            t.sb.clear();
-            t.rexmit_now = false;
-            t.rexmit_first = false;
             t.timed = None;
+            if t.rack_on {
+                // RFC 8985 §6.3 RACK_mark_losses_on_RTO: the segment at SND.UNA and every one
+                // sent RACK.rtt + reo_wnd ago are lost; the recovery loop retransmits them
+                // (SACKed ones are skipped, not resent by going back N) while pipe < cwnd.
+                let srtt = t.rtt.srtt().unwrap_or(t.rack.rtt);
+                let reo = t.rack.reo_wnd(true, t.log.sacked_segments(), srtt);
+                if t.log.mark_losses_on_rto(now, t.rack.rtt + reo) {
+                    t.sb.clear(); // the receiver reneged (RFC 2018 §8)
+                }
+                t.rto_recover = (t.snd_una != t.snd_max).then_some(t.snd_max);
+                t.rexmit_now = true;
+                t.rexmit_first = true;
+                t.rack.tlp_end = None;
+                t.tlp_at = None;
+                t.rack_at = None;
+            } else {
+                // Go back N: resend from SND.UNA; the scoreboard is discarded (RFC 6675 §5.1).
+                t.snd_nxt = t.snd_una;
+                t.sb.clear();
+                t.rexmit_now = false;
+                t.rexmit_first = false;
+            }
             t.rto_at = Some(now + t.rtt.rto());
             if t.unacked_since.is_none() {
                 t.unacked_since = Some(now);
@@ -303,7 +336,12 @@ impl Conn {
         if core::mem::take(&mut t.rexmit_now) && can_send_data {
             let first = core::mem::take(&mut t.rexmit_first);
             // At most one window's worth per poll; each pass sends one segment.
-            for pass in 0..64 {
+            if t.rack_on {
+                rack_retransmit(t, snd, rcv, ports, ts_val, now, first, scratch, emit);
+            }
+            // (With RACK the loss marks above decide; RFC 6675 NextSeg does not run.)
+            let passes = if t.rack_on { 0 } else { 64 };
+            for pass in 0..passes {
                 let seg = if first && pass == 0 {
                     // Entering recovery / NewReno partial ACK: SND.UNA itself.
                     Some((t.snd_una, mss as u32))
@@ -343,6 +381,7 @@ impl Conn {
         }
 
         // New data (and go-back-N retransmission after an RTO).
+        let mut sent_new = false;
         while can_send_data {
             #![allow(clippy::while_immutable_condition)] // the loop ends by `break`
             let off = t.snd_nxt.distance(base) as usize;
@@ -388,6 +427,10 @@ impl Conn {
             let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
             emit_seg(t, snd, rcv, ports, ts_val, seq, off, len, flags, scratch, emit);
             let seq_len = len as u32 + u32::from(fin);
+            if t.rack_on {
+                t.log.on_send(seq, seq + seq_len, now);
+            }
+            sent_new |= !seq.before(t.snd_max);
             if seq.before(t.snd_max) {
                 t.total_retrans += 1;
                 t.timed = None;
@@ -408,6 +451,11 @@ impl Conn {
             if fin {
                 break;
             }
+        }
+
+        if sent_new {
+            // RFC 8985 §7.2: (re)start the PTO after transmitting new data.
+            t.schedule_tlp(now);
         }
 
         // Persist timer (RFC 9293 §3.8.6.1): probe a zero window with one byte; a window too
@@ -435,6 +483,9 @@ impl Conn {
                         emit,
                     );
                     t.bytes_sent += len as u64;
+                    if t.rack_on {
+                        t.log.on_send(seq, seq + len as u32, now);
+                    }
                     t.snd_nxt = seq + len as u32;
                     t.snd_max = t.snd_nxt;
                     t.rto_at = Some(now + t.rtt.rto());
@@ -480,4 +531,110 @@ impl Conn {
             emit_seg(t, snd, rcv, ports, ts_val, seq, 0, 0, flags, scratch, emit);
         }
     }
+}
+
+/// RFC 8985 §6.2 / RFC 6675 §5 (C) with RACK's loss marks: retransmit the lowest segments RACK
+/// marked lost while `pipe < cwnd` (the first one regardless, on entering recovery or after an
+/// RTO: RFC 6675 §5 step 4.2 / RFC 6298 §5.4).
+#[allow(clippy::too_many_arguments)]
+fn rack_retransmit(
+    t: &mut Tcb,
+    snd: &SendBuffer,
+    rcv: &RecvBuffer,
+    ports: (u16, u16),
+    ts_val: u32,
+    now: Instant,
+    first: bool,
+    scratch: &mut [u8],
+    emit: &mut Emit<'_>,
+) {
+    let base = t.data_base();
+    let mss = usize::from(t.mss.max(1));
+    for pass in 0..64 {
+        if !(first && pass == 0) && t.pipe() >= t.cc.cwnd() {
+            break;
+        }
+        let Some((s, e)) = t.log.next_lost() else { break };
+        let (len, fin) = segment_of(t, snd, base, s, e, mss);
+        if len == 0 && !fin {
+            break;
+        }
+        let off = s.distance(base) as usize;
+        let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
+        emit_seg(t, snd, rcv, ports, ts_val, s, off, len, flags, scratch, emit);
+        t.total_retrans += 1;
+        let end = s + len as u32 + u32::from(fin);
+        t.log.on_send(s, end, now);
+        if end.after(t.high_rxt) {
+            t.high_rxt = end;
+        }
+        if t.rto_at.is_none() {
+            t.rto_at = Some(now + t.rtt.rto());
+        }
+    }
+}
+
+/// The payload length (at most `mss`, within the send buffer) and FIN of a (re)transmission
+/// of the logged segment `[s, e)`.
+fn segment_of(
+    t: &Tcb,
+    snd: &SendBuffer,
+    base: SeqNum,
+    s: SeqNum,
+    e: SeqNum,
+    mss: usize,
+) -> (usize, bool) {
+    let has_fin = t.fin_seq.is_some_and(|f| f + 1 == e);
+    let data_end = if has_fin { e - 1 } else { e };
+    let off = s.distance(base) as usize;
+    let len = (data_end.distance(s) as usize).min(mss).min(snd.len().saturating_sub(off));
+    (len, has_fin && s + len as u32 == data_end)
+}
+
+/// RFC 8985 §7.3 "Sending a loss probe upon PTO expiration": one new segment if unsent data
+/// exists and the receive window allows it (cwnd does not apply), else a retransmission of
+/// the highest segment; `TLP.end_seq` becomes SND.NXT.
+#[allow(clippy::too_many_arguments)]
+fn send_tlp(
+    t: &mut Tcb,
+    snd: &SendBuffer,
+    rcv: &RecvBuffer,
+    ports: (u16, u16),
+    ts_val: u32,
+    now: Instant,
+    scratch: &mut [u8],
+    emit: &mut Emit<'_>,
+) {
+    let base = t.data_base();
+    let mss = usize::from(t.mss.max(1));
+    let off = t.snd_nxt.distance(base) as usize;
+    let unsent = snd.len().saturating_sub(off);
+    let wnd_room = t.snd_wnd.saturating_sub(t.snd_nxt.distance(t.snd_una)) as usize;
+    if t.snd_nxt == t.snd_max && unsent > 0 && wnd_room > 0 {
+        let len = unsent.min(mss).min(wnd_room);
+        let seq = t.snd_nxt;
+        let fin = t.fin_seq == Some(seq + len as u32);
+        let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
+        emit_seg(t, snd, rcv, ports, ts_val, seq, off, len, flags, scratch, emit);
+        let end = seq + len as u32 + u32::from(fin);
+        t.log.on_send(seq, end, now);
+        t.bytes_sent += len as u64;
+        t.snd_nxt = end;
+        t.snd_max = end;
+        t.rack.tlp_retrans = false;
+    } else if let Some((s, e)) = t.log.last() {
+        let (len, fin) = segment_of(t, snd, base, s, e, mss);
+        if len == 0 && !fin {
+            return;
+        }
+        let off = s.distance(base) as usize;
+        let flags = if fin { TcpFlags::FIN } else { TcpFlags::empty() };
+        emit_seg(t, snd, rcv, ports, ts_val, s, off, len, flags, scratch, emit);
+        t.log.on_send(s, s + len as u32 + u32::from(fin), now);
+        t.total_retrans += 1;
+        t.rack.tlp_retrans = true;
+    } else {
+        return;
+    }
+    t.rack.tlp_end = Some(t.snd_max);
 }

@@ -10,6 +10,7 @@ use super::{Conn, ConnOpts};
 use crate::buffer::SendBuffer;
 use crate::cc::CongestionControl;
 use crate::config::TcpConfig;
+use crate::rack::{Rack, SentLog};
 use crate::rtt::{RttConfig, RttEstimator};
 use crate::sack::{Scoreboard, DUP_THRESH};
 use crate::seq::SeqNum;
@@ -79,6 +80,22 @@ pub(crate) struct Tcb {
     /// The peer's SACK blocks above SND.UNA (RFC 6675 scoreboard).
     pub sb: Scoreboard,
     pub rto_at: Option<Instant>,
+    // --- RFC 8985 RACK-TLP (only where `rack_on`) ---
+    /// RACK detects losses (SACK negotiated and RACK enabled on the socket).
+    pub rack_on: bool,
+    /// TLP probes tail losses (RACK on and TLP enabled).
+    pub tlp_on: bool,
+    /// The per-segment transmission record (RFC 8985 §6.1).
+    pub log: SentLog,
+    /// RACK and TLP state (RFC 8985 §5.3, §7.1).
+    pub rack: Rack,
+    /// The RACK reordering timer (RFC 8985 §8).
+    pub rack_at: Option<Instant>,
+    /// The TLP probe timeout (RFC 8985 §7.2).
+    pub tlp_at: Option<Instant>,
+    /// In RTO recovery until SND.UNA passes this (RFC 8985 "RTO recovery": no second
+    /// congestion response for losses RACK finds meanwhile).
+    pub rto_recover: Option<SeqNum>,
     /// Consecutive retransmission timeouts.
     pub retries: u32,
     /// When the oldest unacknowledged data was first sent (TCP_USER_TIMEOUT).
@@ -194,6 +211,13 @@ impl Tcb {
             high_rxt: iss,
             sb: Scoreboard::new(),
             rto_at: None,
+            rack_on: opts.rack && sack_ok,
+            tlp_on: opts.rack && cfg.tlp && sack_ok,
+            log: SentLog::new(),
+            rack: Rack::new(),
+            rack_at: None,
+            tlp_at: None,
+            rto_recover: None,
             retries: 0,
             unacked_since: None,
             ack_now: false,
@@ -291,6 +315,9 @@ impl Tcb {
     /// FlightSize less one segment per duplicate ACK, RFC 6582 §3.2 step 4 in another form).
     pub(crate) fn pipe(&self) -> u32 {
         let mss = u32::from(self.mss.max(1));
+        if self.rack_on {
+            return self.log.pipe(self.flight());
+        }
         if self.sack_ok && !self.sb.is_empty() {
             self.sb.pipe(self.snd_una, self.snd_max, self.high_rxt, mss)
         } else if self.recover.is_some() {
@@ -334,7 +361,10 @@ impl Tcb {
         let idle_state =
             matches!(c.state, super::ConnState::Established(_) | super::ConnState::CloseWait(_));
         let keep = self.keepalive_due(&c.opts, c.last_rx, idle_state, c.snd.len());
-        [self.rto_at, self.delack_at, self.persist_at, keep].into_iter().flatten().min()
+        [self.rto_at, self.delack_at, self.persist_at, keep, self.rack_at, self.tlp_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether the persist timer must run: data waits, nothing is in flight (so no ACK will
@@ -421,5 +451,73 @@ impl Tcb {
             return false;
         }
         c.opts.nodelay || self.snd_nxt == self.snd_una || self.fin_seq.is_some()
+    }
+}
+
+/// RFC 8985 §7.2: "TLP.max_ack_delay", the peer's worst-case delayed-ACK time added to the PTO
+/// when only one segment is in flight (its ACK may be delayed). 200 ms, as Linux.
+const TLP_MAX_ACK_DELAY: Duration = Duration::from_millis(200);
+/// The shortest PTO (Linux's old 10 ms floor): with sub-millisecond RTTs, 2·SRTT alone would
+/// probe before a delayed ACK of the second-to-last segment could arrive.
+const TLP_MIN_PTO: Duration = Duration::from_millis(10);
+
+impl Tcb {
+    /// RFC 8985 §7.2 "Scheduling a loss probe": (re)arm the PTO after new data was sent or
+    /// new data was cumulatively acknowledged, unless in fast or RTO recovery, a probe is
+    /// already in flight, or segments are SACKed (RACK will find the losses); else disarm it.
+    pub(crate) fn schedule_tlp(&mut self, now: Instant) {
+        let flight = self.flight();
+        if !self.tlp_allowed() || flight == 0 {
+            self.tlp_at = None;
+            return;
+        }
+        // TLP_calc_PTO(): 2·SRTT (+ max_ack_delay for a single segment), 1 s without a
+        // sample, and never later than the RTO would fire.
+        let pto = match self.rtt.srtt() {
+            Some(srtt) => {
+                let mut p = srtt * 2;
+                if flight <= u32::from(self.mss) {
+                    p += TLP_MAX_ACK_DELAY;
+                }
+                p.max(TLP_MIN_PTO)
+            }
+            None => Duration::from_secs(1),
+        };
+        let mut at = now + pto;
+        if let Some(rto) = self.rto_at {
+            at = at.min(rto);
+        }
+        self.tlp_at = Some(at);
+    }
+
+    /// Whether a loss probe may be scheduled or sent now (RFC 8985 §7.2/§7.3 conditions).
+    pub(crate) fn tlp_allowed(&self) -> bool {
+        self.tlp_on
+            && self.recover.is_none()
+            && self.rto_recover.is_none()
+            && self.rack.tlp_end.is_none()
+            && self.log.sacked_segments() == 0
+    }
+
+    /// RFC 8985 §6.2 step 5 (and §8, the reordering timer): mark what RACK finds lost; the
+    /// first loss outside recovery starts fast recovery, with one congestion response for the
+    /// episode (RFC 6675 §5 step 4 / RFC 5681 §3.2). `flight` is FlightSize before the ACK.
+    pub(crate) fn rack_detect(&mut self, now: Instant, flight: u32) {
+        let in_recovery = self.recover.is_some() || self.rto_recover.is_some();
+        let srtt = self.rtt.srtt().unwrap_or(self.rack.rtt);
+        let reo = self.rack.reo_wnd(in_recovery, self.log.sacked_segments(), srtt);
+        let (marked, timeout) = self.rack.detect_loss(now, reo, &mut self.log);
+        self.rack_at = timeout.map(|d| now + d);
+        if marked && !in_recovery {
+            self.cc.on_loss(now, flight);
+            self.recover = Some(self.snd_max);
+            self.high_rxt = self.snd_una;
+            self.rexmit_first = true;
+            self.timed = None;
+            self.tlp_at = None;
+        }
+        if self.log.lost_pending() > 0 {
+            self.rexmit_now = true;
+        }
     }
 }
