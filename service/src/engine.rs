@@ -164,6 +164,9 @@ pub struct Engine {
     capture: Option<CaptureHook>,
     now: Instant,
     last_work: Instant,
+    /// The earliest deadline the layers reported right after the last poll: work that became
+    /// due later (an app's send or recv after the poll) is not a stuck timer.
+    due_after_poll: Option<Instant>,
     stuck_logged: bool,
     spin: Duration,
     max_sleep: Duration,
@@ -227,6 +230,7 @@ impl Engine {
             capture: None,
             now,
             last_work: now,
+            due_after_poll: None,
             stuck_logged: false,
             spin: cfg.spin,
             max_sleep: cfg.max_sleep,
@@ -322,6 +326,7 @@ impl Engine {
         let mut work = self.receive(now) > 0;
         work |= self.deliver_local(now) > 0;
         work |= self.transmit(now) > 0;
+        self.due_after_poll = self.poll_at();
         if work {
             self.counters.busy_polls += 1;
             self.last_work = now;
@@ -377,10 +382,12 @@ impl Engine {
             deadline = deadline.min(t);
         }
         if deadline <= now {
-            if deadline > self.now {
-                return; // it came due after the last poll: poll now
+            if deadline > self.now || self.due_after_poll.is_none_or(|t| t > self.now) {
+                // It came due after the last poll (a timer expired, or an app's send/recv
+                // queued work): poll now.
+                return;
             }
-            // It was already due at the last poll, and that poll made no progress.
+            // It was already due when the last poll ended, and that poll made no progress.
             self.counters.stuck_deadlines += 1;
             if !self.stuck_logged {
                 self.stuck_logged = true;
