@@ -2,12 +2,15 @@
 # tinyvm: boots a small QEMU guest (TCG, q35 + intel-iommu) with two virtio-net NICs on one hub:
 # 0000:00:03.0 is bound to vfio-pci and driven by Joyride's virtio PMD from user space,
 # 0000:00:04.0 stays with the guest kernel as the Linux peer. Runs the in-guest test binary
-# (tinyvm/src/bin/tinyvm-guest.rs) and exits non-zero unless it reports "N passed, 0 failed".
+# (tinyvm/src/bin/tinyvm-guest.rs; its last test runs the host's /usr/bin/curl, copied in with
+# the libraries ldd lists, under `joyride run`) and exits non-zero unless it reports
+# "N passed, 0 failed".
 #
 # Usage: tinyvm/run.sh [--prepare-only] [-- guest-test-args...]
 # Installs (apt, idempotent, one `apt-get update`): qemu-system-x86 busybox-static kmod cpio
-# xz-utils. Downloads (apt-get download, never installed) the current linux-image-amd64 ABI
-# package and caches vmlinux + the needed modules in ${JOYRIDE_TINYVM_CACHE:-~/.cache/joyride-tinyvm}.
+# xz-utils, and curl if there is none. Downloads (apt-get download, never installed) the
+# current linux-image-amd64 ABI package and caches vmlinux + the needed modules in
+# ${JOYRIDE_TINYVM_CACHE:-~/.cache/joyride-tinyvm}.
 set -euo pipefail
 start=$SECONDS
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -103,9 +106,15 @@ log "kernel $kver: $(tr '\n' ' ' <"$kdir/modules.order")"
 log "building the static guest test binary and joyrided"
 (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --release \
   --target x86_64-unknown-linux-gnu -p joyride-tinyvm --bin tinyvm-guest \
-  -p joyride-service --bin joyrided)
+  -p joyride-service --bin joyrided --bin joyride)
+# libjoyride.so is a cdylib: built for the host target (dynamically linked against the host's
+# glibc, which goes into the initramfs with curl below).
+log "building libjoyride.so"
+(cd "$root" && cargo build -q --release -p joyride-posix)
+libjoyride=${CARGO_TARGET_DIR:-$root/target}/release/libjoyride.so
 bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/tinyvm-guest
 joyrided=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/joyrided
+joyride_cli=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release/joyride
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ird=$work/initramfs
@@ -117,8 +126,28 @@ done
 cp "$kdir"/*.ko "$kdir/modules.order" "$ird/modules/"
 cp "$bin" "$ird/bin/tinyvm-guest"
 # The real service binary, for the in-guest `joyrided --backend vfio:BDF` test (debug info
-# stripped: the initramfs lives in the guest's 256 MiB).
+# stripped: the initramfs lives in the guest's 384 MiB), and the `joyride` CLI beside it.
 objcopy --strip-debug "$joyrided" "$ird/bin/joyrided" 2>/dev/null || cp "$joyrided" "$ird/bin/joyrided"
+objcopy --strip-debug "$joyride_cli" "$ird/bin/joyride" 2>/dev/null || cp "$joyride_cli" "$ird/bin/joyride"
+# The in-guest `joyride run -- curl` test: the host's unmodified, dynamically linked curl, every
+# library ldd lists for it and for libjoyride.so, and the dynamic loader, at the same paths.
+curl_bin=$(command -v curl || true)
+if [ -z "$curl_bin" ]; then
+  apt_update_once
+  log "installing curl"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl >/dev/null
+  curl_bin=$(command -v curl)
+fi
+mkdir -p "$ird/usr/bin" "$ird/lib/joyride"
+cp -L "$curl_bin" "$ird/usr/bin/curl"
+objcopy --strip-debug "$libjoyride" "$ird/lib/joyride/libjoyride.so" 2>/dev/null ||
+  cp "$libjoyride" "$ird/lib/joyride/libjoyride.so"
+libs=$( (ldd "$curl_bin"; ldd "$libjoyride") |
+  awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+for lib in $libs; do
+  mkdir -p "$ird$(dirname "$lib")"
+  cp -L "$lib" "$ird$lib"
+done
 printf '%s\n' "${guest_args[@]}" >"$ird/etc/guest-args"
 cp "$root/tinyvm/init.sh" "$ird/init"
 chmod +x "$ird/init"
@@ -128,7 +157,7 @@ chmod +x "$ird/init"
 log "booting QEMU (TCG, timeout ${timeout_s}s)"
 serial=$work/serial.log
 set +e
-timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -machine q35 -m 256 \
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -machine q35 -m 384 \
   -nographic -no-reboot -monitor none -serial "file:$serial" \
   -kernel "$kdir/vmlinux" -initrd "$work/initramfs.cpio" \
   -append "console=ttyS0 intel_iommu=on panic=-1 quiet" \

@@ -4,7 +4,9 @@
 //! baseline, then bound to vfio-pci and driven by Joyride's virtio PMD; 0000:00:04.0
 //! (`--peer-bdf`) stays with the kernel as the Linux peer on the same QEMU hub. Last, the real
 //! `joyrided` binary (`--joyrided`, static, in the initramfs) drives the same device with
-//! `--backend vfio:BDF,bind` and its echo app. Prints one line per test, then
+//! `--backend vfio:BDF,bind` and its echo app, and then with its application socket for the
+//! host's unmodified, dynamically linked `curl` under `joyride run` (LD_PRELOAD libjoyride.so),
+//! fetching a file from busybox httpd on the peer. Prints one line per test, then
 //! `N passed, N failed`; exits 1 on any failure.
 
 use std::cell::Cell;
@@ -39,6 +41,8 @@ struct Args {
     pps_secs: u64,
     joyrided: String,
     joyrided_bytes: u64,
+    joyride: String,
+    curl_bytes: u64,
 }
 
 fn args() -> Args {
@@ -50,6 +54,8 @@ fn args() -> Args {
         pps_secs: 2,
         joyrided: "/bin/joyrided".into(),
         joyrided_bytes: 4 << 20,
+        joyride: "/bin/joyride".into(),
+        curl_bytes: 2 << 20,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for kv in v.chunks(2) {
@@ -66,6 +72,10 @@ fn args() -> Args {
             "--joyrided-bytes" => {
                 a.joyrided_bytes =
                     joyride_service::apps::parse_bytes(&val).unwrap_or(a.joyrided_bytes)
+            }
+            "--joyride" => a.joyride = val,
+            "--curl-bytes" => {
+                a.curl_bytes = joyride_service::apps::parse_bytes(&val).unwrap_or(a.curl_bytes)
             }
             _ => eprintln!("tinyvm-guest: ignoring {k}"),
         }
@@ -458,6 +468,9 @@ fn main() {
         joyrided_vfio(&a, &peer_if, c)
     });
     s.run("joyrided vfio errors: kernel-owned device, unsupported PCI ID", |_| joyrided_errors(&a));
+    s.run("joyride run -- curl (dynamic, LD_PRELOAD) from busybox httpd on the peer", |c| {
+        joyride_run_curl(&a, &peer_if, c)
+    });
     finish(&s)
 }
 
@@ -487,40 +500,8 @@ fn joyrided_vfio(a: &Args, peer_if: &str, c: &Clock) -> Result<String, String> {
     }
     let (ptx0, prx0) = (if_stat(peer_if, "tx_packets"), if_stat(peer_if, "rx_packets"));
     let port = 5300;
-    let mut child = Command::new(bin)
-        .args(["--backend", &format!("vfio:{bdf},bind"), "--ip", &format!("{OUR_IP}/24")])
-        .args(["--app", &format!("echo:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{bin}: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        let mut seen = String::new();
-        while let Ok(k) = stdout.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            seen.push_str(&String::from_utf8_lossy(&buf[..k]));
-            let _ = tx.send(seen.clone());
-        }
-    });
-    let err_h = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let (child, err_h) = start_joyrided(a, &["--app", &format!("echo:{port}")])?;
     let result = (|| -> Result<String, String> {
-        let ready = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .map_err(|_| "no `joyrided: ready` within 30 s".to_string())?;
-        if !ready.contains("joyrided: ready") {
-            return Err(format!("unexpected stdout {ready:?}"));
-        }
         if driver_of(bdf).as_deref() != Some("vfio-pci") {
             return Err(format!("`,bind` left the device on {:?}", driver_of(bdf)));
         }
@@ -572,20 +553,7 @@ fn joyrided_vfio(a: &Args, peer_if: &str, c: &Clock) -> Result<String, String> {
     // signal, so that the counters compare exactly.
     clock::sleep(Duration::from_millis(500));
     // SIGTERM (also on failure, so the device is free), then wait for a clean exit.
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let end = c.now() + Duration::from_millis(15_000);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if c.now() < end => clock::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let err = err_h.join().unwrap_or_default();
+    let (status, err) = stop_joyrided(child, err_h, c);
     let tail: String = err.lines().rev().take(6).collect::<Vec<_>>().join(" | ");
     let note = result.map_err(|e| format!("{e}; joyrided stderr: {tail}"))?;
     match status {
@@ -605,6 +573,152 @@ fn joyrided_vfio(a: &Args, peer_if: &str, c: &Clock) -> Result<String, String> {
         "vfio-unbind gave it to {}; {note}; vfio-unbind refused while running; exit 0 on \
          SIGTERM; frames joyrided rx={jr_rx}=peer tx, tx={jr_tx}=peer rx",
         kdrv.unwrap_or_default()
+    ))
+}
+
+/// Starts `joyrided --backend vfio:BDF,bind` with its application socket at `socket` and
+/// waits for `joyrided: ready`; returns the child and a thread collecting its stderr.
+fn start_joyrided(
+    a: &Args,
+    extra: &[&str],
+) -> Result<(std::process::Child, JoinHandle<String>), String> {
+    let bin = a.joyrided.as_str();
+    let mut child = Command::new(bin)
+        .args(["--backend", &format!("vfio:{},bind", a.bdf), "--ip", &format!("{OUR_IP}/24")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{bin}: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let mut seen = String::new();
+        while let Ok(k) = stdout.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..k]));
+            let _ = tx.send(seen.clone());
+        }
+    });
+    let err_h = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let ready = rx.recv_timeout(std::time::Duration::from_secs(30));
+    match ready {
+        Ok(r) if r.contains("joyrided: ready") => Ok((child, err_h)),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err_h.join().unwrap_or_default();
+            Err(format!("joyrided not ready within 30 s ({other:?}); stderr: {err}"))
+        }
+    }
+}
+
+/// SIGTERMs `child` and waits up to 15 s for it: (exit status, its stderr).
+fn stop_joyrided(
+    mut child: std::process::Child,
+    err_h: JoinHandle<String>,
+    c: &Clock,
+) -> (Option<std::process::ExitStatus>, String) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let end = c.now() + Duration::from_millis(15_000);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if c.now() < end => clock::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    (status, err_h.join().unwrap_or_default())
+}
+
+/// Issue 8's `joyride run -- curl`: busybox httpd on the kernel's peer NIC serves a seeded
+/// file; the host's unmodified, dynamically linked curl (copied into the initramfs with its
+/// libraries) fetches it under `joyride run` (LD_PRELOAD libjoyride.so) through
+/// `joyrided --backend vfio:BDF` and its application socket. The bytes must match, and the
+/// frames must have crossed the peer NIC (a curl on the kernel's stack would use loopback).
+fn joyride_run_curl(a: &Args, peer_if: &str, c: &Clock) -> Result<String, String> {
+    let size = a.curl_bytes as usize;
+    std::fs::create_dir_all("/tmp/www").map_err(|e| e.to_string())?;
+    std::fs::create_dir_all("/run/joyride").map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; size];
+    ByteStream::new(13).fill(&mut body);
+    std::fs::write("/tmp/www/blob.bin", &body).map_err(|e| e.to_string())?;
+    let want = hex(&Sha256::digest(&body));
+    drop(body);
+    let port = 8080;
+    let mut httpd = Command::new("httpd")
+        .args(["-f", "-p", &format!("{PEER_IP}:{port}"), "-h", "/tmp/www"])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("busybox httpd: {e}"))?;
+    let sock = "/run/joyride/joyride.sock";
+    let started = start_joyrided(a, &["--socket", sock]);
+    let (child, err_h) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = httpd.kill();
+            let _ = httpd.wait();
+            return Err(e);
+        }
+    };
+    let (ptx0, prx0) = (if_stat(peer_if, "tx_packets"), if_stat(peer_if, "rx_packets"));
+    let t0 = c.now();
+    let url = format!("http://{PEER_IP}:{port}/blob.bin");
+    let out = Command::new(&a.joyride)
+        .args(["run", "--socket", sock, "--", "/usr/bin/curl", "-q", "-sS", "--fail"])
+        .args(["--max-time", "60", "-o", "/tmp/curl.bin", &url])
+        .env("JOYRIDE_LIB", "/lib/joyride/libjoyride.so")
+        .output()
+        .map_err(|e| format!("{}: {e}", a.joyride));
+    let secs = c.now().saturating_duration_since(t0).as_millis() as f64 / 1000.0;
+    clock::sleep(Duration::from_millis(300));
+    let (ptx, prx) = (if_stat(peer_if, "tx_packets") - ptx0, if_stat(peer_if, "rx_packets") - prx0);
+    let (status, err) = stop_joyrided(child, err_h, c);
+    let _ = httpd.kill();
+    let _ = httpd.wait();
+    let tail: String = err.lines().rev().take(6).collect::<Vec<_>>().join(" | ");
+    let out = out?;
+    if !out.status.success() {
+        return Err(format!(
+            "joyride run -- curl: {:?}: {} {}; joyrided: {tail}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let got = std::fs::read("/tmp/curl.bin").map_err(|e| format!("/tmp/curl.bin: {e}"))?;
+    let got_sum = hex(&Sha256::digest(&got));
+    if got.len() != size || got_sum != want {
+        return Err(format!(
+            "curl got {} of {size} bytes, sha256 {got_sum} (want {want})",
+            got.len()
+        ));
+    }
+    // The file's bytes came in over the peer NIC: at least one frame per 1,460 bytes.
+    if (ptx as usize) < size / 1460 || prx == 0 {
+        return Err(format!(
+            "only {ptx} frames left the peer NIC ({prx} came in) for {size} bytes"
+        ));
+    }
+    if status.and_then(|s| s.code()) != Some(0) {
+        return Err(format!("joyrided did not exit 0 on SIGTERM: {status:?}; {tail}"));
+    }
+    let _ = std::fs::remove_file("/tmp/curl.bin");
+    Ok(format!(
+        "{size} bytes, sha256 matches, {secs:.1} s; peer NIC tx={ptx} rx={prx} frames; joyrided exit 0"
     ))
 }
 
