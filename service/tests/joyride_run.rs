@@ -2,7 +2,7 @@
 //! veth through AF_PACKET inside a namespace; Linux's own stack is on the other end in a second
 //! namespace; programs run under `joyride run` (LD_PRELOAD of `libjoyride.so`) in the root
 //! namespace, which has no route to the test network — they can only get there through
-//! Joyride. Needs root, `ip`, python3 and curl (each test prints why it skips otherwise) and
+//! Joyride. Needs root, `ip`, python3, curl and iperf3 (each test prints why it skips otherwise) and
 //! `libjoyride.so` built beside the binaries (`cargo test --workspace` builds it).
 //!
 //! `JOYRIDE_RUN_MIB` sets the curl download size (default 100 MiB).
@@ -357,4 +357,64 @@ fn run_without_service_says_so_or_falls_back() {
         .unwrap();
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("fallback-ran"));
+}
+
+/// The receiver's rate (Mbit/s) from an `iperf3 -f m` summary.
+fn iperf_mbits(lines: &[String]) -> f64 {
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("receiver") && l.contains("Mbits/sec"))
+        .unwrap_or_else(|| panic!("no receiver summary in {lines:?}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "Mbits/sec").unwrap();
+    words[at - 1].parse().unwrap()
+}
+
+/// `iperf3 -c` under Joyride against a Linux `iperf3 -s`, both directions (`-R`: Linux sends),
+/// then `iperf3 -s` under Joyride with a Linux client.
+#[test]
+fn iperf3_under_joyride_both_directions() {
+    skip_unless!("iperf3");
+    let net = Net::new();
+    let _jd = net.joyrided();
+    let secs = "3";
+    for (what, reverse) in [("joyride->linux", false), ("linux->joyride", true)] {
+        let mut srv = net.linux(
+            "iperf3 -s (Linux)",
+            &["iperf3", "-s", "-1", "--forceflush", "-B", &net.linux_ip, "-p", "5201"],
+        );
+        srv.wait_line("Server listening", Duration::from_secs(20));
+        let mut args = vec!["iperf3", "-c", &net.linux_ip, "-p", "5201", "-t", secs, "-f", "m"];
+        if reverse {
+            args.push("-R");
+        }
+        let mut cli = net.run("iperf3 -c (Joyride)", &args);
+        let lines = cli.wait_ok(Duration::from_secs(60));
+        let mbits = iperf_mbits(&lines);
+        eprintln!("iperf3 -c under Joyride, {what}: {mbits:.0} Mbit/s");
+        assert!(mbits > 1.0, "{what}: {mbits} Mbit/s\n{lines:?}");
+        srv.wait_ok(Duration::from_secs(20));
+    }
+    // `-4`: by default iperf3 listens on a dual-stack AF_INET6 socket, which Joyride leaves to
+    // the kernel (it owns AF_INET only).
+    for (what, reverse) in [("linux->joyride", false), ("joyride->linux", true)] {
+        let mut srv = net.run(
+            "iperf3 -s (Joyride)",
+            &["iperf3", "-s", "-4", "-1", "--forceflush", "-p", "5202"],
+        );
+        srv.wait_line("Server listening", Duration::from_secs(20));
+        let mut args = vec!["iperf3", "-c", &net.joy_ip, "-p", "5202", "-t", secs, "-f", "m"];
+        if reverse {
+            args.push("-R");
+        }
+        let mut cli = net.linux("iperf3 -c (Linux)", &args);
+        let lines = cli.wait_ok(Duration::from_secs(60));
+        let mbits = iperf_mbits(&lines);
+        eprintln!("iperf3 -s under Joyride, {what}: {mbits:.0} Mbit/s");
+        assert!(mbits > 1.0, "{what}: {mbits} Mbit/s\n{lines:?}");
+        srv.wait_ok(Duration::from_secs(20));
+    }
+    // Every connection was reclaimed when the programs exited.
+    assert_eq!(apps_field(&net.stat(), "connected"), 0);
 }
