@@ -187,6 +187,18 @@ fn apps_field(stat: &str, key: &str) -> u64 {
     common::field(line, key).parse().unwrap()
 }
 
+/// `joyride stat` once `ready` holds for it, or after 10 s (the service notices a program's
+/// exit or a poisoned region within its next loop turns, not synchronously).
+fn stat_when(net: &Net, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stat = net.stat();
+    while !ready(&stat) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        stat = net.stat();
+    }
+    stat
+}
+
 #[test]
 fn curl_under_joyride_downloads_from_linux_byte_exact() {
     skip_unless!("python3", "curl");
@@ -206,7 +218,7 @@ fn curl_under_joyride_downloads_from_linux_byte_exact() {
     let (n, got) = sha256_of(&out);
     assert_eq!(n as u64, mib << 20);
     assert_eq!(got, want, "curl's file differs from the one Linux served");
-    let stat = net.stat();
+    let stat = stat_when(&net, |s| apps_field(s, "connected") == 0);
     // The bytes went through the service (and the process is gone, its socket reclaimed).
     assert!(apps_field(&stat, "rx_bytes") >= mib << 20, "{stat}");
     assert_eq!(apps_field(&stat, "connected"), 0, "{stat}");
@@ -286,8 +298,11 @@ fn hostile_app_is_contained_while_another_transfers() {
     let bad_pid = bad.pid();
     bad.wait_line("scribbled", Duration::from_secs(30));
     // Still alive, but its region is poisoned and its sockets reclaimed.
-    std::thread::sleep(Duration::from_millis(200));
-    let stat = net.stat();
+    let stat = stat_when(&net, |s| {
+        apps_field(s, "poisoned") >= 1
+            && apps_field(s, "reclaimed") >= 3
+            && !s.contains(&format!("pid={bad_pid} "))
+    });
     assert!(apps_field(&stat, "poisoned") >= 1, "{stat}");
     assert!(apps_field(&stat, "reclaimed") >= 3, "{stat}");
     assert!(!stat.contains(&format!("pid={bad_pid} ")), "hostile sockets still listed:\n{stat}");
@@ -415,13 +430,7 @@ fn iperf3_under_joyride_both_directions() {
         assert!(mbits > 1.0, "{what}: {mbits} Mbit/s\n{lines:?}");
         srv.wait_ok(Duration::from_secs(20));
     }
-    // Every connection is reclaimed once the service sees the programs' hang-ups (it notices
-    // within its next loop turns, not synchronously with the exit).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stat = net.stat();
-    while apps_field(&stat, "connected") != 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        stat = net.stat();
-    }
+    // Every connection is reclaimed once the service sees the programs' hang-ups.
+    let stat = stat_when(&net, |s| apps_field(s, "connected") == 0);
     assert_eq!(apps_field(&stat, "connected"), 0, "{stat}");
 }
