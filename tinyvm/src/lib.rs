@@ -9,6 +9,8 @@
 //! This library holds the small helpers the binary shares with its unit tests.
 #![forbid(unsafe_code)]
 
+pub mod guest;
+
 use std::io;
 use std::path::Path;
 

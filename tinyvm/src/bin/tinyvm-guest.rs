@@ -21,8 +21,9 @@ use joyride_base::Duration;
 use joyride_drivers::af_packet::{AfPacket, AfPacketConfig};
 use joyride_drivers::{Batch, Nic, Pool, PoolConfig, QueueId};
 use joyride_ip::ipv4::IpProtocol;
-use joyride_service::apps::{App, AppOutput, AppSpec, ByteStream};
+use joyride_service::apps::{AppSpec, ByteStream};
 use joyride_service::{clock, Clock, Engine, EngineConfig};
+use joyride_tinyvm::guest::{drive, field, finished, hex, join, sh, Suite};
 use joyride_tinyvm::{
     bind_vfio, icmp_echo_request, if_stat, is_echo_reply, netdev_of, nic_packets_from_report,
 };
@@ -83,41 +84,6 @@ fn args() -> Args {
     a
 }
 
-fn sh(cmd: &str) -> Result<String, String> {
-    let o =
-        Command::new("/bin/sh").arg("-c").arg(cmd).output().map_err(|e| format!("{cmd}: {e}"))?;
-    if !o.status.success() {
-        return Err(format!("`{cmd}` failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-struct Suite {
-    clock: Clock,
-    passed: u32,
-    failed: u32,
-}
-
-impl Suite {
-    fn run(&mut self, name: &str, f: impl FnOnce(&Clock) -> Result<String, String>) -> bool {
-        let t0 = self.clock.now();
-        let r = f(&self.clock);
-        let ms = self.clock.now().saturating_duration_since(t0).as_millis();
-        match r {
-            Ok(note) => {
-                self.passed += 1;
-                println!("ok   {name} ({ms} ms) {note}");
-                true
-            }
-            Err(e) => {
-                self.failed += 1;
-                println!("FAIL {name} ({ms} ms): {e}");
-                false
-            }
-        }
-    }
-}
-
 /// A 60-byte frame to the peer's MAC with a local-experimental EtherType (the peer counts and
 /// drops it).
 fn blast_frame(dst: [u8; 6], src: [u8; 6]) -> [u8; 60] {
@@ -171,51 +137,10 @@ fn small_pool(count: u32) -> Pool {
 }
 
 /// Drives the engine (and `apps`) until `done` says so or `secs` pass.
-fn drive(
-    eng: &mut Engine,
-    clock: &Clock,
-    apps: &mut [Box<dyn App>],
-    secs: u64,
-    mut done: impl FnMut(&mut Engine, &AppOutput) -> bool,
-) -> Result<AppOutput, String> {
-    let end = clock.now() + Duration::from_millis(secs * 1000);
-    let mut out = AppOutput::default();
-    loop {
-        let now = clock.now();
-        eng.poll(now);
-        for a in apps.iter_mut() {
-            a.poll(eng, &mut out);
-            if let Some(f) = a.failure() {
-                return Err(f.to_string());
-            }
-        }
-        if done(eng, &out) {
-            return Ok(out);
-        }
-        if now > end {
-            return Err(format!("timed out after {secs} s; output so far {:?}", out.lines));
-        }
-        let wake = apps.iter().filter_map(|a| a.wake_at()).min();
-        eng.idle_wait(clock, Some(wake.unwrap_or(now + Duration::from_millis(5))));
-    }
-}
-
-fn finished<T>(h: &Option<JoinHandle<T>>) -> bool {
-    h.as_ref().is_none_or(|h| h.is_finished())
-}
-
-fn join<T>(h: Option<JoinHandle<Result<T, String>>>) -> Result<T, String> {
-    h.ok_or("no thread")?.join().map_err(|_| "kernel-side thread panicked".to_string())?
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key))
-}
-
 fn main() {
     let a = args();
     let clock = Clock::new();
-    let mut s = Suite { clock: Clock::new(), passed: 0, failed: 0 };
+    let mut s = Suite::new(Clock::new());
     let peer_if = netdev_of(&a.peer_bdf).unwrap_or_else(|| "eth1".into());
     let jr_if = netdev_of(&a.bdf);
     println!("tinyvm-guest: joyride {} ({:?}), peer {} ({peer_if})", a.bdf, jr_if, a.peer_bdf);
@@ -224,7 +149,7 @@ fn main() {
         sh(&format!("ip link set lo up && ip link set {peer_if} up && ip addr add {PEER_IP}/24 dev {peer_if}"))
     });
     if !setup {
-        return finish(&s);
+        return s.finish();
     }
     let peer_mac = parse_mac(
         &std::fs::read_to_string(format!("/sys/class/net/{peer_if}/address")).unwrap_or_default(),
@@ -264,7 +189,7 @@ fn main() {
         nic = Some(n);
         Ok(note)
     });
-    let Some(mut nic) = nic else { return finish(&s) };
+    let Some(mut nic) = nic else { return s.finish() };
 
     s.run("pps: Joyride virtio PMD (60 B)", |c| {
         let f = blast_frame(peer_mac, nic.capabilities().mac.0);
@@ -471,7 +396,7 @@ fn main() {
     s.run("joyride run -- curl (dynamic, LD_PRELOAD) from busybox httpd on the peer", |c| {
         joyride_run_curl(&a, &peer_if, c)
     });
-    finish(&s)
+    s.finish()
 }
 
 /// Runs `cmd` to completion with a deadline (busybox has `timeout`, but this keeps the
@@ -771,13 +696,4 @@ fn joyrided_errors(a: &Args) -> Result<String, String> {
         return Err(format!("vfio-unbind {spare}: rc={ucode} {uout} {uerr}"));
     }
     Ok(format!("kernel-owned device refused; {spare} ({ids}) bound, refused by ID, released"))
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn finish(s: &Suite) {
-    println!("{} passed, {} failed", s.passed, s.failed);
-    std::process::exit(if s.failed == 0 { 0 } else { 1 });
 }

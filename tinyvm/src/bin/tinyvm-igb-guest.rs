@@ -9,17 +9,15 @@
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
-use std::process::Command;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use joyride_base::Duration;
 use joyride_drivers::{Batch, Nic, Pool, PoolConfig, QueueId};
 use joyride_ip::ipv4::IpProtocol;
 use joyride_ixgbe::{IntelConfig, IntelNic};
-use joyride_service::apps::{App, AppOutput, AppSpec, ByteStream};
+use joyride_service::apps::{AppSpec, ByteStream};
 use joyride_service::{Clock, Engine, EngineConfig};
+use joyride_tinyvm::guest::{drive, field, finished, hex, join, sh, Suite};
 use joyride_tinyvm::{bind_vfio, icmp_echo_request, is_echo_reply, netdev_of};
 use joyride_vfio::{Device, IovaSpace, RealSys};
 use sha2::{Digest, Sha256};
@@ -48,41 +46,6 @@ fn args() -> Args {
     a
 }
 
-fn sh(cmd: &str) -> Result<String, String> {
-    let o =
-        Command::new("/bin/sh").arg("-c").arg(cmd).output().map_err(|e| format!("{cmd}: {e}"))?;
-    if !o.status.success() {
-        return Err(format!("`{cmd}` failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-struct Suite {
-    clock: Clock,
-    passed: u32,
-    failed: u32,
-}
-
-impl Suite {
-    fn run(&mut self, name: &str, f: impl FnOnce(&Clock) -> Result<String, String>) -> bool {
-        let t0 = self.clock.now();
-        let r = f(&self.clock);
-        let ms = self.clock.now().saturating_duration_since(t0).as_millis();
-        match r {
-            Ok(note) => {
-                self.passed += 1;
-                println!("ok   {name} ({ms} ms) {note}");
-                true
-            }
-            Err(e) => {
-                self.failed += 1;
-                println!("FAIL {name} ({ms} ms): {e}");
-                false
-            }
-        }
-    }
-}
-
 /// The igb functions (8086:10c9) in PCI address order.
 fn igb_devices() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
@@ -105,66 +68,15 @@ fn open_nic(bdf: &str, pool: &Pool, queues: u16) -> Result<IntelNic, String> {
     IntelNic::open(dev, pool.clone(), cfg).map_err(|e| e.to_string())
 }
 
-fn drive(
-    eng: &mut Engine,
-    clock: &Clock,
-    apps: &mut [Box<dyn App>],
-    secs: u64,
-    mut done: impl FnMut(&mut Engine, &AppOutput) -> bool,
-) -> Result<AppOutput, String> {
-    let end = clock.now() + Duration::from_millis(secs * 1000);
-    let mut out = AppOutput::default();
-    loop {
-        let now = clock.now();
-        eng.poll(now);
-        for a in apps.iter_mut() {
-            a.poll(eng, &mut out);
-            if let Some(f) = a.failure() {
-                return Err(f.to_string());
-            }
-        }
-        if done(eng, &out) {
-            return Ok(out);
-        }
-        if now > end {
-            return Err(format!("timed out after {secs} s; output so far {:?}", out.lines));
-        }
-        let wake = apps.iter().filter_map(|a| a.wake_at()).min();
-        eng.idle_wait(clock, Some(wake.unwrap_or(now + Duration::from_millis(5))));
-    }
-}
-
-fn finished<T>(h: &Option<JoinHandle<T>>) -> bool {
-    h.as_ref().is_none_or(|h| h.is_finished())
-}
-
-fn join<T>(h: Option<JoinHandle<Result<T, String>>>) -> Result<T, String> {
-    h.ok_or("no thread")?.join().map_err(|_| "kernel-side thread panicked".to_string())?
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key))
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn finish(s: &Suite) {
-    println!("{} passed, {} failed", s.passed, s.failed);
-    std::process::exit(if s.failed == 0 { 0 } else { 1 });
-}
-
 fn main() {
     let a = args();
     let clock = Clock::new();
-    let mut s = Suite { clock: Clock::new(), passed: 0, failed: 0 };
+    let mut s = Suite::new(Clock::new());
     let devs = igb_devices();
     println!("tinyvm-igb-guest: igb functions {devs:?}");
     if devs.len() < 2 {
-        s.failed += 1;
-        println!("FAIL two igb functions: found {}", devs.len());
-        return finish(&s);
+        s.run("two igb functions", |_| Err(format!("found {}", devs.len())));
+        return s.finish();
     }
     let (bdf, peer_bdf) = (devs[0].clone(), devs[1].clone());
     let peer_if = netdev_of(&peer_bdf).unwrap_or_else(|| "eth1".into());
@@ -174,7 +86,7 @@ fn main() {
             "ip link set lo up && ip link set {peer_if} up && ip addr add {PEER_IP}/24 dev {peer_if}"
         ))
     }) {
-        return finish(&s);
+        return s.finish();
     }
     let pool = Pool::new(PoolConfig { count: 4096, ..PoolConfig::default() }).expect("packet pool");
 
@@ -243,15 +155,14 @@ fn main() {
         Ok(format!("16 flows x 4 frames, per queue {per_q:?}"))
     });
     if !ok {
-        return finish(&s);
+        return s.finish();
     }
 
     let nic = match open_nic(&bdf, &pool, 1) {
         Ok(n) => n,
         Err(e) => {
-            s.failed += 1;
-            println!("FAIL reopen: {e}");
-            return finish(&s);
+            s.run("reopen", |_| Err(e));
+            return s.finish();
         }
     };
     let mut eng =
@@ -407,5 +318,5 @@ fn main() {
     });
     println!("tinyvm-igb-guest: nic counters {:?}", eng.nic_counters());
     println!("tinyvm-igb-guest: engine {:?}", eng.counters());
-    finish(&s)
+    s.finish()
 }
