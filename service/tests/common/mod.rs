@@ -3,6 +3,8 @@
 #![allow(dead_code)] // Each test file uses a different subset.
 #![allow(clippy::disallowed_methods)] // Tests wait on real processes with real time.
 
+pub(crate) mod run;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
