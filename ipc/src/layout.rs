@@ -15,7 +15,7 @@ use core::fmt;
 /// `b"JOYRIPC\0"` read as a little-endian u64: the region's first 8 bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"JOYRIPC\0");
 /// The layout version this crate reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes of header at the start of the region.
 pub const HEADER_SIZE: usize = 256;
 /// Bytes of the header's static part (written once by the service before hand-over).
@@ -327,8 +327,8 @@ mod tests {
         bad[0] ^= 1;
         assert_eq!(Layout::decode_header(&bad, l.region_size), Err(LayoutError::BadMagic));
         let mut bad = h;
-        bad[hdr::VERSION] = 2;
-        assert_eq!(Layout::decode_header(&bad, l.region_size), Err(LayoutError::BadVersion(2)));
+        bad[hdr::VERSION] = 3;
+        assert_eq!(Layout::decode_header(&bad, l.region_size), Err(LayoutError::BadVersion(3)));
         let mut bad = h;
         bad[hdr::DATA_OFF] ^= 0x40;
         assert_eq!(Layout::decode_header(&bad, l.region_size), Err(LayoutError::Inconsistent));

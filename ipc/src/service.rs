@@ -389,6 +389,19 @@ impl ServiceRegion {
     /// Opens a free socket slot (for `Socket` or `Accept`), resetting its state and rings.
     pub fn alloc_socket(&mut self) -> Option<SocketIndex> {
         let i = self.socks.iter().position(|s| !s.owned)?;
+        self.open_slot(i)
+    }
+
+    /// Opens slot `s` if it is free (a forked child's `Join` keeps its parent's indices).
+    pub fn alloc_socket_at(&mut self, s: SocketIndex) -> Option<SocketIndex> {
+        let i = s.0 as usize;
+        if self.socks.get(i)?.owned {
+            return None;
+        }
+        self.open_slot(i)
+    }
+
+    fn open_slot(&mut self, i: usize) -> Option<SocketIndex> {
         let seq = self.socks[i].seq.wrapping_add(1);
         self.socks[i] = Shadow { owned: true, seq, ..Shadow::default() };
         let base = self.layout.slot_off(i as u32);
@@ -484,6 +497,19 @@ impl ServiceRegion {
     pub fn rx_space(&self, s: SocketIndex) -> u64 {
         self.shadow(s)
             .map_or(0, |sh| u64::from(self.layout.config.rx_buf) - (sh.rx_head - sh.rx_tail))
+    }
+
+    /// A copy of the bytes in the rx ring that the app has not consumed (by the service's
+    /// accounting): what a forked child inherits.
+    pub fn rx_unread(&self, s: SocketIndex) -> Vec<u8> {
+        let Ok(sh) = self.shadow(s) else { return Vec::new() };
+        let mut v = vec![0; (sh.rx_head - sh.rx_tail) as usize];
+        let (base, cap) = (self.layout.rx_off(s.0), self.layout.config.rx_buf as usize);
+        if ring_read(&self.region, base, cap, sh.rx_tail, &mut v) {
+            v
+        } else {
+            Vec::new()
+        }
     }
 
     /// Copies as much of `src` as fits into the rx ring and publishes `RX_HEAD` (Release).

@@ -119,6 +119,40 @@ impl Region {
         Ok(Region { ptr, len, fd })
     }
 
+    /// Maps the region's descriptor again over the same addresses (`MAP_FIXED`). For a forked
+    /// child that replaced the file behind the descriptor (`dup3` of its own new region onto
+    /// the inherited number): afterwards this mapping shows the new file. Every address stays
+    /// mapped throughout, so borrows handed out earlier stay valid (they see the new bytes).
+    /// The file must be sealed against shrinking and at least as long as the mapping.
+    pub fn remap(&self) -> io::Result<()> {
+        // SAFETY: all-zero bytes are a valid `libc::stat` (plain integers).
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `self.fd` is open; `st` is a valid, writable `stat`.
+        cvt(unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) })?;
+        // SAFETY: F_GET_SEALS only reads the descriptor's seals.
+        let seals = cvt(unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_GET_SEALS) })?;
+        if usize::try_from(st.st_size).unwrap_or(0) < self.len || seals & libc::F_SEAL_SHRINK == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidData));
+        }
+        // SAFETY: replaces our own mapping `[ptr, ptr + len)` in place with shared pages of a
+        // file at least `len` long that cannot shrink; the range never becomes unmapped, and
+        // every access to it goes through atomics or raw copies that tolerate the bytes changing.
+        let p = unsafe {
+            libc::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                self.fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The mapping's length in bytes.
     pub fn len(&self) -> usize {
         self.len

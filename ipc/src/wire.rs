@@ -339,6 +339,16 @@ pub enum Command {
         /// The socket.
         sock: SocketIndex,
     },
+    /// The process is about to `fork`: the service snapshots every socket open in this region
+    /// and holds a reference to each for the child; result is the ticket (> 0) the child
+    /// presents with [`Command::Join`].
+    Fork,
+    /// First command of a forked child on its own, fresh region: attach the sockets of the
+    /// parent's [`Command::Fork`] snapshot at the same slot indices (result 0).
+    Join {
+        /// The ticket the parent's `Fork` returned.
+        ticket: u64,
+    },
 }
 
 /// Command opcodes (entry bytes 8..10).
@@ -357,6 +367,8 @@ mod op {
     pub(super) const GET_SOCK_NAME: u16 = 12;
     pub(super) const GET_PEER_NAME: u16 = 13;
     pub(super) const STAT: u16 = 14;
+    pub(super) const FORK: u16 = 15;
+    pub(super) const JOIN: u16 = 16;
 }
 
 /// Why an entry did not decode.
@@ -446,10 +458,9 @@ fn opt_level(v: u32) -> Result<OptLevel, DecodeError> {
 }
 
 impl Command {
-    /// The socket this command acts on (`None` for `Socket`).
+    /// The socket this command acts on (`None` for `Socket`, `Fork` and `Join`).
     pub fn socket(&self) -> Option<SocketIndex> {
         match *self {
-            Command::Socket { .. } => None,
             Command::Bind { sock, .. }
             | Command::Listen { sock, .. }
             | Command::Accept { sock }
@@ -463,6 +474,7 @@ impl Command {
             | Command::GetSockName { sock }
             | Command::GetPeerName { sock }
             | Command::Stat { sock } => Some(sock),
+            Command::Socket { .. } | Command::Fork | Command::Join { .. } => None,
         }
     }
 
@@ -550,6 +562,11 @@ impl Command {
             Command::GetSockName { .. } => op::GET_SOCK_NAME,
             Command::GetPeerName { .. } => op::GET_PEER_NAME,
             Command::Stat { .. } => op::STAT,
+            Command::Fork => op::FORK,
+            Command::Join { ticket } => {
+                a[0..8].copy_from_slice(&ticket.to_le_bytes());
+                op::JOIN
+            }
         };
         b[OPCODE..OPCODE + 2].copy_from_slice(&opcode.to_le_bytes());
         b
@@ -563,7 +580,7 @@ impl Command {
         let raw_sock = le32(b, SOCK);
         let a = &b[ARG..];
         // `used` = argument bytes this opcode defines; the rest must be zero.
-        let sock = if opcode == op::SOCKET {
+        let sock = if matches!(opcode, op::SOCKET | op::FORK | op::JOIN) {
             if raw_sock != NO_SOCKET {
                 return Err(DecodeError::BadSocketField);
             }
@@ -652,6 +669,8 @@ impl Command {
             op::GET_SOCK_NAME => (Command::GetSockName { sock }, 0),
             op::GET_PEER_NAME => (Command::GetPeerName { sock }, 0),
             op::STAT => (Command::Stat { sock }, 0),
+            op::FORK => (Command::Fork, 0),
+            op::JOIN => (Command::Join { ticket: le64(a, 0) }, 8),
             _ => return Err(DecodeError::BadOpcode(opcode)),
         };
         zeros(&a[used..])?;

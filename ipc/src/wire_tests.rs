@@ -69,6 +69,8 @@ pub(crate) fn command() -> impl Strategy<Value = Command> {
         s.clone().prop_map(|sock| Command::GetSockName { sock }),
         s.clone().prop_map(|sock| Command::GetPeerName { sock }),
         s.prop_map(|sock| Command::Stat { sock }),
+        Just(Command::Fork),
+        any::<u64>().prop_map(|ticket| Command::Join { ticket }),
     ]
 }
 

@@ -63,8 +63,11 @@ fn init() -> Mode {
         .unwrap_or_else(|| DEFAULT_SOCKET.as_bytes().to_vec());
     let fallback = std::env::var("JOYRIDE_FALLBACK").is_ok_and(|v| v == "kernel");
     let spin_us = std::env::var("JOYRIDE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
-    match Conn::connect(&path, Duration::from_micros(spin_us)) {
-        Ok(c) => Mode::Service(Box::new(c)),
+    match Conn::connect(path.clone(), Duration::from_micros(spin_us)) {
+        Ok(c) => {
+            sys::at_fork(fork_prepare, fork_parent, fork_child);
+            Mode::Service(Box::new(c))
+        }
         Err(why) if fallback => {
             let _ = why;
             Mode::Kernel
@@ -234,21 +237,54 @@ pub(crate) enum Woke {
 pub(crate) struct Conn {
     client: Mutex<ClientRegion>,
     view: View,
-    doorbell: RawFd,
+    /// The event doorbell's descriptor (changes once in a forked child).
+    doorbell: AtomicI32,
     unix: OwnedFd,
+    /// The service's socket path (a forked child connects again).
+    path: Vec<u8>,
+    /// A forked child that could not rejoin the service: every Joyride call fails.
+    dead: AtomicBool,
     spin: Duration,
 }
 
 impl Conn {
-    fn connect(path: &[u8], spin: Duration) -> Result<Conn, String> {
-        let unix = sys::unix_connect(path).map_err(errno_text)?;
-        let client = ClientRegion::receive(unix.as_fd()).map_err(|e| format!("{e}"))?;
+    fn connect(path: Vec<u8>, spin: Duration) -> Result<Conn, String> {
+        let (unix, client) = Self::hand_over(&path)?;
         let memfd = client.region().fd().try_clone_to_owned().map_err(|e| format!("{e}"))?;
         let region = Region::from_fd(memfd, client.layout().region_size)
             .map_err(|e| format!("mapping the region: {e}"))?;
         let view = View { region, layout: *client.layout() };
-        let doorbell = client.event_doorbell().as_raw_fd();
-        Ok(Conn { client: Mutex::new(client), view, doorbell, unix, spin })
+        let doorbell = AtomicI32::new(client.event_doorbell().as_raw_fd());
+        let dead = AtomicBool::new(false);
+        Ok(Conn { client: Mutex::new(client), view, doorbell, unix, path, dead, spin })
+    }
+
+    /// Connects to the service and receives a region.
+    fn hand_over(path: &[u8]) -> Result<(OwnedFd, ClientRegion), String> {
+        let unix = sys::unix_connect(path).map_err(errno_text)?;
+        let client = ClientRegion::receive(unix.as_fd()).map_err(|e| format!("{e}"))?;
+        Ok((unix, client))
+    }
+
+    /// In a forked child (single-threaded, holding the command lock `cl`): a region of its
+    /// own, its Unix connection and doorbell in place of the inherited ones, and the parent's
+    /// sockets attached at the same indices with `Join` — so the fd table stays as it is.
+    fn rejoin(&self, cl: &mut ClientRegion, ticket: u64) -> Result<(), String> {
+        let (unix, client) = Self::hand_over(&self.path)?;
+        if client.layout() != &self.view.layout {
+            return Err("the service's region shape changed".into());
+        }
+        let memfd = client.region().fd().try_clone_to_owned().map_err(|e| format!("{e}"))?;
+        // The inherited descriptors now name the child's own files (and the parent's are
+        // closed here, so the service sees the parent's exit when it comes); CLOEXEC kept.
+        let view_fd = self.view.region.fd().as_raw_fd();
+        sys::dup3(memfd.as_raw_fd(), view_fd, libc::O_CLOEXEC).map_err(errno_text)?;
+        self.view.region.remap().map_err(|e| format!("mapping the region: {e}"))?;
+        sys::dup3(unix.as_raw_fd(), self.unix.as_raw_fd(), libc::O_CLOEXEC).map_err(errno_text)?;
+        self.doorbell.store(client.event_doorbell().as_raw_fd(), Ordering::Release);
+        *cl = client; // drops the inherited region: unmaps it, closes its doorbells
+        let done = self.call_with(cl, &Command::Join { ticket }).map_err(errno_text)?;
+        done.result.map_err(|e| errno_text(Errno::from(e))).map(drop)
     }
 
     /// The lock-free view.
@@ -269,7 +305,7 @@ impl Conn {
 
     /// Errors out if the service no longer serves us.
     pub(crate) fn alive(&self) -> Res<()> {
-        if self.view.running() {
+        if self.view.running() && !self.dead.load(Ordering::Acquire) {
             Ok(())
         } else {
             Err(Errno::NETDOWN)
@@ -281,6 +317,18 @@ impl Conn {
     /// that stops answering and hangs up its socket yields `ENETDOWN`, never a hang.
     pub(crate) fn call(&self, c: &Command) -> Res<Completion> {
         let mut cl = self.client();
+        let result = self.call_with(&mut cl, c);
+        drop(cl);
+        // `ClientRegion::wait` may have drained the doorbell: let other sleepers re-check.
+        poke_sleepers(-1);
+        result
+    }
+
+    /// [`Conn::call`] with the command lock already held.
+    fn call_with(&self, cl: &mut ClientRegion, c: &Command) -> Res<Completion> {
+        if self.dead.load(Ordering::Acquire) {
+            return Err(Errno::NETDOWN);
+        }
         let id = loop {
             match cl.submit(c) {
                 Ok(id) => break id,
@@ -296,7 +344,7 @@ impl Conn {
             }
         };
         let policy = WaitPolicy { spin: 2000 };
-        let result = loop {
+        loop {
             let mut found = None;
             let w = cl.wait(policy, Some(Duration::from_millis(500)), |me| loop {
                 match me.poll_completion() {
@@ -324,11 +372,7 @@ impl Conn {
                     break Err(e);
                 }
             }
-        };
-        drop(cl);
-        // `ClientRegion::wait` may have drained the doorbell: let other sleepers re-check.
-        poke_sleepers(-1);
-        result
+        }
     }
 
     fn check_hangup(&self) -> Res<()> {
@@ -363,6 +407,7 @@ impl Conn {
             return Ok(Woke::TimedOut);
         }
         let seq = self.view.wake_seq();
+        let doorbell = self.doorbell.load(Ordering::Acquire);
         let bell = BellGuard::claim();
         let waiting = self.view.region.atomic_u32(hdr::APP_WAITING);
         if let Some(w) = waiting {
@@ -375,7 +420,7 @@ impl Conn {
             Err(Errno::NETDOWN)
         } else {
             let base = kfds.len();
-            kfds.push(pollfd { fd: self.doorbell, events: libc::POLLIN, revents: 0 });
+            kfds.push(pollfd { fd: doorbell, events: libc::POLLIN, revents: 0 });
             let bell_fd = bell.as_ref().map_or(-1, |b| b.fd);
             kfds.push(pollfd { fd: bell_fd, events: libc::POLLIN, revents: 0 });
             // The service's Unix socket: its hang-up (the service died without shutting the
@@ -397,7 +442,7 @@ impl Conn {
                 }
                 return Err(Errno::NETDOWN);
             }
-            if rang && sys::drain(self.doorbell) {
+            if rang && sys::drain(doorbell) {
                 poke_sleepers(bell_fd);
             }
             match r {
@@ -412,6 +457,80 @@ impl Conn {
         drop(bell);
         result
     }
+}
+
+// ---- fork ------------------------------------------------------------------------------------
+//
+// A forked child must not touch its parent's region (its rings are single-producer), nor keep
+// the parent's Unix connection open (the service would never see the parent exit). So, from
+// `pthread_atfork` handlers (which glibc also runs for `daemon()`):
+// - prepare (parent): take the command lock (no other thread can be mid-command at the fork,
+//   and the child's copy of the lock is then held by the forking thread, not a vanished one)
+//   and send `Fork`: the service snapshots the parent's sockets into a ticket;
+// - parent: release the lock;
+// - child: connect again, receive a fresh region of the same shape, put it behind the
+//   inherited descriptor numbers and mapping, and `Join` the ticket: the parent's sockets appear
+//   at the same slot indices, so the fd table and every socket object stay valid as they are.
+// Sockets are then shared like Linux files: each process's `close` drops its reference; the
+// connection closes with the last one. `vfork` and `posix_spawn` run no handlers (the child
+// only execs), and need none.
+
+/// What `fork_prepare` leaves for the handler that runs after the fork, on the same thread.
+struct Forking {
+    lock: MutexGuard<'static, ClientRegion>,
+    ticket: Res<u64>,
+}
+
+thread_local! {
+    static FORKING: std::cell::RefCell<Option<Forking>> = const { std::cell::RefCell::new(None) };
+}
+
+extern "C" fn fork_prepare() {
+    let _ = std::panic::catch_unwind(|| {
+        let Some(conn) = get() else { return };
+        let mut lock = conn.client();
+        let ticket =
+            conn.call_with(&mut lock, &Command::Fork).and_then(|d| d.result.map_err(Errno::from));
+        FORKING.with(|f| *f.borrow_mut() = Some(Forking { lock, ticket }));
+    });
+}
+
+extern "C" fn fork_parent() {
+    let _ = std::panic::catch_unwind(|| {
+        drop(FORKING.with(|f| f.borrow_mut().take()));
+    });
+}
+
+extern "C" fn fork_child() {
+    let _ = std::panic::catch_unwind(|| {
+        let Some(conn) = get() else { return };
+        let Some(Forking { mut lock, ticket }) = FORKING.with(|f| f.borrow_mut().take()) else {
+            return;
+        };
+        forget_bells();
+        let r = ticket.map_err(errno_text).and_then(|t| conn.rejoin(&mut lock, t));
+        if let Err(why) = r {
+            conn.dead.store(true, Ordering::Release);
+            let msg = format!(
+                "joyride: this forked process could not rejoin the Joyride service ({why}); \
+                 its AF_INET sockets fail with ENETDOWN\n"
+            );
+            sys::stderr(msg.as_bytes());
+        }
+    });
+}
+
+/// In a forked child: the bells are the parent's eventfds (shared files) and their sleepers
+/// are the parent's threads; start with none.
+fn forget_bells() {
+    for b in &BELL_TABLE {
+        let fd = b.fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            let _ = sys::close(fd);
+        }
+        b.busy.store(false, Ordering::Release);
+    }
+    SLEEPERS.store(0, Ordering::SeqCst);
 }
 
 fn errno_text(e: Errno) -> String {

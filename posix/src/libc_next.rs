@@ -349,6 +349,14 @@ pub(crate) fn unix_connect(path: &[u8]) -> Res<OwnedFd> {
     Ok(owned)
 }
 
+/// Registers fork handlers (`pthread_atfork`; it fails only for lack of memory, which the
+/// shim's first `socket()` cannot survive anyway).
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: the handlers are plain `extern "C" fn()` that live as long as the library (it is
+    // never unloaded: LD_PRELOAD objects stay until exit).
+    let _ = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
 /// Writes `msg` to standard error with the real `write` (no allocation, no locks).
 pub(crate) fn stderr(msg: &[u8]) {
     // SAFETY: writes from a live slice.

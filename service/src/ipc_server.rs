@@ -84,7 +84,7 @@ pub struct IpcCounters {
 }
 
 /// What backs one Joyride socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Backing {
     Tcp(SocketId),
     Udp(UdpHandle),
@@ -124,6 +124,8 @@ impl Sock {
 
 /// One application process.
 struct Client {
+    /// Unique for the service's lifetime.
+    id: u64,
     pid: u32,
     conn: UnixStream,
     region: ServiceRegion,
@@ -132,11 +134,94 @@ struct Client {
 }
 
 /// A connection whose app closed it (or exited) while bytes it wrote were not yet in the stack:
-/// they are fed as room opens, then the connection is closed.
+/// they are fed as room opens, then the connection is closed — unless another process still
+/// holds the socket (`close` false), which then keeps using it.
 struct Orphan {
     id: SocketId,
     data: Vec<u8>,
     off: usize,
+    close: bool,
+}
+
+/// How long a forked child has to present its parent's [`Command::Fork`] ticket.
+const TICKET_TTL_MS: u128 = 30_000;
+
+/// A parent's snapshot at `fork`: its sockets, each holding one reference for the child.
+struct Ticket {
+    parent_pid: u32,
+    issued: Instant,
+    socks: Vec<Inherited>,
+}
+
+/// One socket of a [`Ticket`].
+struct Inherited {
+    slot: u32,
+    backing: Backing,
+    err: u32,
+    tos: u32,
+    /// What the parent had not read yet: the child finds it in its own rx ring.
+    unread: Vec<u8>,
+}
+
+/// A slot in some client's region: (client id, slot index).
+type Holder = (u64, u32);
+
+/// Sockets shared between processes (after `fork`), like Linux files: how many region slots or
+/// unclaimed tickets name each backing (it is closed when the last goes), and which slot gets
+/// the received bytes — one queue cannot be split between rings, so the slot that last used the
+/// socket (a command, or `Join`: the child) reads it.
+#[derive(Default)]
+struct Shares(HashMap<Backing, Share>);
+
+struct Share {
+    refs: u32,
+    reader: Option<Holder>,
+}
+
+impl Shares {
+    fn add(&mut self, b: Backing) {
+        self.0.entry(b).or_insert(Share { refs: 0, reader: None }).refs += 1;
+    }
+
+    /// `who` used the socket: it reads from now on.
+    fn touch(&mut self, b: Backing, who: Holder) {
+        if let Some(s) = self.0.get_mut(&b) {
+            s.reader = Some(who);
+        }
+    }
+
+    /// Whether received bytes go to `who`'s ring (the first to ask when no slot reads).
+    fn reads(&mut self, b: Backing, who: Holder) -> bool {
+        self.0.get_mut(&b).is_none_or(|s| *s.reader.get_or_insert(who) == who)
+    }
+
+    /// Drops one reference (of `who`, if a slot); true if it was the last.
+    fn release(&mut self, b: Backing, who: Option<Holder>) -> bool {
+        match self.0.get_mut(&b) {
+            Some(s) if s.refs > 1 => {
+                s.refs -= 1;
+                if who.is_some() && s.reader == who {
+                    s.reader = None;
+                }
+                false
+            }
+            _ => {
+                self.0.remove(&b);
+                true
+            }
+        }
+    }
+}
+
+/// What the commands of all processes share.
+struct Common {
+    counters: IpcCounters,
+    orphans: Vec<Orphan>,
+    shares: Shares,
+    /// Fork tickets by number.
+    tickets: HashMap<u64, Ticket>,
+    /// Copy buffer between a ring and the stack.
+    scratch: Vec<u8>,
 }
 
 /// The application server: the listening sockets and every connected process.
@@ -146,9 +231,7 @@ pub struct IpcServer {
     ctl: UnixListener,
     cfg: RegionConfig,
     clients: Vec<Client>,
-    orphans: Vec<Orphan>,
-    counters: IpcCounters,
-    scratch: Vec<u8>,
+    common: Common,
     last_reap: Option<Instant>,
     sleeping: bool,
 }
@@ -158,7 +241,7 @@ impl std::fmt::Debug for IpcServer {
         f.debug_struct("IpcServer")
             .field("path", &self.path)
             .field("clients", &self.clients.len())
-            .field("counters", &self.counters)
+            .field("counters", &self.common.counters)
             .finish_non_exhaustive()
     }
 }
@@ -200,9 +283,13 @@ impl IpcServer {
             ctl,
             cfg,
             clients: Vec::new(),
-            orphans: Vec::new(),
-            counters: IpcCounters::default(),
-            scratch: vec![0; CHUNK + DGRAM_HDR],
+            common: Common {
+                counters: IpcCounters::default(),
+                orphans: Vec::new(),
+                shares: Shares::default(),
+                tickets: HashMap::new(),
+                scratch: vec![0; CHUNK + DGRAM_HDR],
+            },
             last_reap: None,
             sleeping: false,
         })
@@ -226,7 +313,7 @@ impl IpcServer {
 
     /// Counters.
     pub fn counters(&self) -> IpcCounters {
-        self.counters
+        self.common.counters
     }
 
     /// Connected processes.
@@ -273,8 +360,9 @@ impl IpcServer {
                 continue;
             }
             tracing::info!(pid, "application connected");
-            self.counters.clients += 1;
-            self.clients.push(Client { pid, conn, region, socks: HashMap::new(), gone: false });
+            self.common.counters.clients += 1;
+            let id = self.common.counters.clients;
+            self.clients.push(Client { id, pid, conn, region, socks: HashMap::new(), gone: false });
         }
         while let Ok((mut conn, _)) = self.ctl.accept() {
             work = true;
@@ -289,7 +377,7 @@ impl IpcServer {
     /// Executes up to [`CMD_BUDGET`] commands of client `i`, then moves data and publishes.
     fn serve(&mut self, i: usize, engine: &mut Engine, now: Instant) -> bool {
         let mut work = false;
-        let Self { clients, counters, orphans, scratch, .. } = self;
+        let Self { clients, common, .. } = self;
         let c = &mut clients[i];
         if c.gone {
             return false;
@@ -299,21 +387,22 @@ impl IpcServer {
                 Ok(None) => break,
                 Ok(Some(Request { id, command })) => {
                     work = true;
-                    counters.commands += 1;
-                    if let Some((result, payload)) =
-                        execute(c, engine, now, command, counters, orphans, scratch)
-                    {
+                    common.counters.commands += 1;
+                    if let Some(k) = command.socket().and_then(|s| c.socks.get(&s.0)) {
+                        common.shares.touch(k.backing, (c.id, command.socket().map_or(0, |s| s.0)));
+                    }
+                    if let Some((result, payload)) = execute(c, engine, now, command, common) {
                         let _ = c.region.complete(Completion { id, result, payload });
                     }
                 }
                 Err(ServiceError::Invalid { id, error }) => {
                     work = true;
-                    counters.invalid += 1;
+                    common.counters.invalid += 1;
                     tracing::debug!(pid = c.pid, id = id.0, ?error, "invalid command");
                 }
                 Err(ServiceError::Poisoned(reason)) => {
                     tracing::warn!(pid = c.pid, ?reason, "region poisoned: dropping the client");
-                    counters.poisoned += 1;
+                    common.counters.poisoned += 1;
                     c.gone = true;
                     return true;
                 }
@@ -321,7 +410,7 @@ impl IpcServer {
         }
         let keys: Vec<u32> = c.socks.keys().copied().collect();
         for k in keys {
-            work |= pump(c, SocketIndex(k), engine, now, counters, scratch);
+            work |= pump(c, SocketIndex(k), engine, now, common);
             publish(c, SocketIndex(k), engine);
         }
         c.region.flush();
@@ -331,7 +420,7 @@ impl IpcServer {
     /// Feeds closed connections' leftover bytes to the stack; closes them when done.
     fn feed_orphans(&mut self, engine: &mut Engine, now: Instant) -> bool {
         let mut work = false;
-        self.orphans.retain_mut(|o| {
+        self.common.orphans.retain_mut(|o| {
             while o.off < o.data.len() {
                 match engine.tcp().send(now, o.id, &o.data[o.off..]) {
                     Ok(n) if n > 0 => {
@@ -342,7 +431,9 @@ impl IpcServer {
                     Err(_) => break,
                 }
             }
-            let _ = engine.tcp().close(now, o.id);
+            if o.close {
+                let _ = engine.tcp().close(now, o.id);
+            }
             false
         });
         work
@@ -383,23 +474,19 @@ impl IpcServer {
             let keys: Vec<u32> = c.socks.keys().copied().collect();
             for k in keys {
                 if poisoned {
-                    // Nothing a hostile app left in its region is sent: reset.
+                    // Nothing a hostile app left in its region is sent: reset (unless another
+                    // process shares the socket).
                     if let Some(s) = c.socks.remove(&k) {
-                        abort_backing(engine, now, s.backing);
+                        if self.common.shares.release(s.backing, Some((c.id, k))) {
+                            abort_backing(engine, now, s.backing);
+                        }
                     }
                 } else {
-                    close_sock(
-                        &mut c,
-                        SocketIndex(k),
-                        engine,
-                        now,
-                        &mut self.orphans,
-                        &mut self.scratch,
-                    );
+                    close_sock(&mut c, SocketIndex(k), engine, now, &mut self.common);
                 }
             }
-            self.counters.reclaimed += n as u64;
-            self.counters.clients_gone += 1;
+            self.common.counters.reclaimed += n as u64;
+            self.common.counters.clients_gone += 1;
             tracing::info!(
                 pid = c.pid,
                 sockets = n,
@@ -407,6 +494,27 @@ impl IpcServer {
                 "application gone: sockets reclaimed"
             );
             c.region.shut_down();
+        }
+        // Tickets no child claimed in time (the child died first, or `fork` failed).
+        let expired: Vec<u64> = self
+            .common
+            .tickets
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.issued).as_millis() >= TICKET_TTL_MS)
+            .map(|(&n, _)| n)
+            .collect();
+        for n in expired {
+            if let Some(t) = self.common.tickets.remove(&n) {
+                tracing::debug!(
+                    parent = t.parent_pid,
+                    sockets = t.socks.len(),
+                    "fork ticket expired"
+                );
+                for i in t.socks {
+                    release_backing(engine, now, i.backing, &mut self.common);
+                }
+                work = true;
+            }
         }
         work
     }
@@ -528,7 +636,7 @@ impl IpcServer {
             }
         }
         let orphans = engine.tcp().connections().count();
-        let k = self.counters;
+        let k = self.common.counters;
         let _ = writeln!(
             s,
             "apps: clients={} connected={} gone={} poisoned={} sockets={} reclaimed={} \
@@ -598,10 +706,12 @@ pub fn linux_state(s: State) -> u32 {
 
 type Answer = Option<(Result<u64, Errno>, Payload)>;
 
-fn new_sock(c: &mut Client, backing: Backing, counters: &mut IpcCounters) -> Option<SocketIndex> {
+fn new_sock(c: &mut Client, backing: Backing, x: &mut Common) -> Option<SocketIndex> {
     let s = c.region.alloc_socket()?;
     c.socks.insert(s.0, Sock::new(backing));
-    counters.sockets += 1;
+    x.shares.add(backing);
+    x.shares.touch(backing, (c.id, s.0));
+    x.counters.sockets += 1;
     Some(s)
 }
 
@@ -611,9 +721,7 @@ fn execute(
     engine: &mut Engine,
     now: Instant,
     cmd: Command,
-    counters: &mut IpcCounters,
-    orphans: &mut Vec<Orphan>,
-    scratch: &mut [u8],
+    x: &mut Common,
 ) -> Answer {
     let none = Payload::None;
     let backing = |c: &Client, s: SocketIndex| c.socks.get(&s.0).map(|k| k.backing);
@@ -630,7 +738,7 @@ fn execute(
             };
             match b {
                 Err(e) => (err(e), none),
-                Ok(b) => match new_sock(c, b, counters) {
+                Ok(b) => match new_sock(c, b, x) {
                     Some(s) => (Ok(u64::from(s.0)), none),
                     None => {
                         abort_backing(engine, now, b);
@@ -655,7 +763,7 @@ fn execute(
         },
         Command::Accept { sock } => match backing(c, sock)? {
             Backing::Tcp(id) => match engine.tcp().accept(id) {
-                Ok((child, peer)) => match new_sock(c, Backing::Tcp(child), counters) {
+                Ok((child, peer)) => match new_sock(c, Backing::Tcp(child), x) {
                     Some(s) => (Ok(u64::from(s.0)), Payload::Addr(addr(peer))),
                     None => {
                         let _ = engine.tcp().abort(now, child);
@@ -686,14 +794,14 @@ fn execute(
         Command::Send { sock, len, dest, .. } => {
             // Stream bytes are moved by `pump`; a datagram is sent here, whole.
             if let Some(Backing::Udp(h)) = backing(c, sock) {
-                let n = (len as usize).min(scratch.len());
-                let got = c.region.tx_take(sock, &mut scratch[..n]);
+                let n = (len as usize).min(x.scratch.len());
+                let got = c.region.tx_take(sock, &mut x.scratch[..n]);
                 // Bytes beyond the scratch (impossible for a well-behaved app: max 64 KiB
                 // datagrams) are consumed and dropped.
                 c.region.tx_consume(sock, u64::from(len).saturating_sub(got as u64));
-                counters.tx_bytes += got as u64;
+                x.counters.tx_bytes += got as u64;
                 let dst = dest.as_ref().and_then(v4);
-                if let Err(e) = engine.host().udp_send_to(now, h, dst, &scratch[..got]) {
+                if let Err(e) = engine.host().udp_send_to(now, h, dst, &x.scratch[..got]) {
                     if let Some(k) = c.socks.get_mut(&sock.0) {
                         if k.err == 0 {
                             k.err = e.errno() as u32;
@@ -706,7 +814,7 @@ fn execute(
         Command::RecvWindow { .. } => return None,
         Command::Shutdown { sock, how } => match backing(c, sock)? {
             Backing::Tcp(id) => {
-                pump(c, sock, engine, now, counters, scratch);
+                pump(c, sock, engine, now, x);
                 let state = engine.tcp().state(id);
                 if matches!(state, Ok(State::Closed | State::SynSent | State::Listen))
                     && !matches!(state, Ok(State::Listen))
@@ -739,8 +847,10 @@ fn execute(
             }
             Backing::Udp(_) => (err(TcpError::NotConnected.errno()), none),
         },
+        Command::Fork => (fork_ticket(c, now, x), none),
+        Command::Join { ticket } => (join_ticket(c, ticket, x), none),
         Command::Close { sock } => {
-            close_sock(c, sock, engine, now, orphans, scratch);
+            close_sock(c, sock, engine, now, x);
             (Ok(0), none)
         }
         Command::SetOpt { sock, opt, value } => {
@@ -806,6 +916,8 @@ fn execute(
 /// Linux errno numbers used here that the stack's error types do not produce.
 mod libc_errno {
     pub(super) const EMFILE: i32 = 24;
+    pub(super) const EAGAIN: i32 = 11;
+    pub(super) const EBUSY: i32 = 16;
     pub(super) const EINVAL: i32 = 22;
     pub(super) const ENOPROTOOPT: i32 = 92;
     pub(super) const EOPNOTSUPP: i32 = 95;
@@ -824,35 +936,28 @@ fn abort_backing(engine: &mut Engine, now: Instant, b: Backing) {
     }
 }
 
-/// `close` of the last reference, or the process's exit: bytes in the tx ring still go out
-/// (then FIN); unread bytes in the rx ring or in the stack turn the close into a RST, as Linux
-/// does (RFC 2525 §2.17).
-fn close_sock(
-    c: &mut Client,
-    s: SocketIndex,
-    engine: &mut Engine,
-    now: Instant,
-    orphans: &mut Vec<Orphan>,
-    scratch: &mut [u8],
-) {
+/// `close` of a slot, or the process's exit. If another process still holds the socket (after
+/// `fork`), only this slot goes: bytes in its tx ring are still sent, nothing is closed.
+/// Otherwise this is the last reference: bytes in the tx ring still go out (then FIN); unread
+/// bytes in the rx ring or in the stack turn the close into a RST, as Linux does (RFC 2525
+/// §2.17).
+fn close_sock(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &mut Common) {
     let Some(k) = c.socks.remove(&s.0) else { return };
+    let last = x.shares.release(k.backing, Some((c.id, s.0)));
     match k.backing {
         Backing::Tcp(id) => {
             let unread = u64::from(c.region.layout().config.rx_buf) > c.region.rx_space(s);
-            if unread && !k.eof {
-                abort_backing(engine, now, k.backing);
-            } else if unread {
-                // Every byte before the FIN was delivered; what is left unread is still unread
-                // data: Linux resets.
+            if last && unread {
+                // Unread data, before or after the FIN: Linux resets.
                 abort_backing(engine, now, k.backing);
             } else {
                 let mut data = Vec::new();
                 while c.region.tx_pending(s) > 0 {
-                    let n = c.region.tx_take(s, scratch);
+                    let n = c.region.tx_take(s, &mut x.scratch);
                     if n == 0 {
                         break;
                     }
-                    data.extend_from_slice(&scratch[..n]);
+                    data.extend_from_slice(&x.scratch[..n]);
                 }
                 let mut off = 0;
                 while off < data.len() {
@@ -870,17 +975,83 @@ fn close_sock(
                             | State::SynReceived)
                     );
                 if blocked {
-                    orphans.push(Orphan { id, data, off });
-                } else {
+                    x.orphans.push(Orphan { id, data, off, close: last });
+                } else if last {
                     let _ = engine.tcp().close(now, id);
                 }
             }
         }
         Backing::Udp(h) => {
-            let _ = engine.host().udp().close(h);
+            if last {
+                let _ = engine.host().udp().close(h);
+            }
         }
     }
     c.region.free_socket(s);
+}
+
+/// `Fork`: snapshots the client's sockets into a ticket that holds a reference to each.
+fn fork_ticket(c: &Client, now: Instant, x: &mut Common) -> Result<u64, Errno> {
+    let mut socks = Vec::with_capacity(c.socks.len());
+    for (&slot, k) in &c.socks {
+        x.shares.add(k.backing);
+        let unread = c.region.rx_unread(SocketIndex(slot));
+        socks.push(Inherited { slot, backing: k.backing, err: k.err, tos: k.tos, unread });
+    }
+    let ticket = loop {
+        let mut b = [0u8; 8];
+        if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) != Ok(8) {
+            return Err(Errno::new(libc_errno::EAGAIN).unwrap_or(Errno::INVAL));
+        }
+        // Positive as an i64 result, never 0.
+        let t = u64::from_le_bytes(b) >> 2;
+        if t != 0 && !x.tickets.contains_key(&t) {
+            break t;
+        }
+    };
+    x.tickets.insert(ticket, Ticket { parent_pid: c.pid, issued: now, socks });
+    Ok(ticket)
+}
+
+/// `Join`: a forked child attaches the snapshot's sockets to its fresh region at the parent's
+/// slot indices. The ticket is the capability: 62 random bits, single use, known only to the
+/// parent's region and so to the child's copy of its memory. (The child's parent pid proves
+/// nothing: after `daemon()` the forking process is already gone.)
+fn join_ticket(c: &mut Client, ticket: u64, x: &mut Common) -> Result<u64, Errno> {
+    let bad = |e| Err(Errno::new(e).unwrap_or(Errno::INVAL));
+    if !c.socks.is_empty() {
+        return bad(libc_errno::EBUSY);
+    }
+    let Some(t) = x.tickets.remove(&ticket) else { return bad(libc_errno::EINVAL) };
+    for i in t.socks {
+        let s = SocketIndex(i.slot);
+        if c.region.alloc_socket_at(s).is_some() {
+            let mut k = Sock::new(i.backing);
+            (k.err, k.tos) = (i.err, i.tos);
+            c.region.rx_write(s, &i.unread);
+            c.socks.insert(i.slot, k);
+            x.shares.touch(i.backing, (c.id, i.slot));
+        } else {
+            // Impossible with one region shape; the reference is dropped, not leaked.
+            x.shares.release(i.backing, None);
+        }
+    }
+    Ok(0)
+}
+
+/// Drops one reference to `b` on behalf of a process that is gone without a slot (an expired
+/// ticket); closes the socket if it was the last.
+fn release_backing(engine: &mut Engine, now: Instant, b: Backing, x: &mut Common) {
+    if x.shares.release(b, None) {
+        match b {
+            Backing::Tcp(id) => {
+                let _ = engine.tcp().close(now, id);
+            }
+            Backing::Udp(h) => {
+                let _ = engine.host().udp().close(h);
+            }
+        }
+    }
 }
 
 fn int_of(v: &[u8]) -> Result<i32, i32> {
@@ -1024,20 +1195,18 @@ fn get_opt(
 }
 
 /// Moves data between socket `s`'s rings and the stack. Returns whether anything moved.
-fn pump(
-    c: &mut Client,
-    s: SocketIndex,
-    engine: &mut Engine,
-    now: Instant,
-    counters: &mut IpcCounters,
-    scratch: &mut [u8],
-) -> bool {
+fn pump(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &mut Common) -> bool {
     let Some(k) = c.socks.get_mut(&s.0) else { return false };
+    let reads = x.shares.reads(k.backing, (c.id, s.0));
+    let Common { counters, scratch, .. } = x;
     let mut moved = false;
     match k.backing {
         Backing::Udp(h) => {
             loop {
                 if k.carry.is_empty() {
+                    if !reads {
+                        break;
+                    }
                     let (hdr, body) = scratch.split_at_mut(DGRAM_HDR);
                     let Ok(meta) = engine.host().udp_recv_from(h, &mut body[..CHUNK]) else {
                         break;
@@ -1095,7 +1264,7 @@ fn pump(
                 moved = true;
             }
             // rx: stack → ring
-            while !k.eof {
+            while reads && !k.eof {
                 let space = (c.region.rx_space(s) as usize).min(CHUNK);
                 if space == 0 {
                     break;

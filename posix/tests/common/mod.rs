@@ -424,6 +424,8 @@ fn handle(
             }
             (Ok(0), Payload::Addr(from_sockaddr_in(&sa)))
         }
+        // fork is tested against the real service (service/tests/compat.rs).
+        Command::Fork | Command::Join { .. } => (Err(Errno::new(libc::ENOSYS).unwrap()), none),
         Command::Stat { sock } => {
             let fd = fd_of(c, sock)?;
             let st = SocketStat {
