@@ -173,7 +173,7 @@ fn parses_sockperf_summary() {
         "sockperf: \u{1b}[2;35m====> avg-latency=501.180 (std-dev=75.138)\u{1b}[0m",
         "sockperf: # dropped messages = 0; # duplicated messages = 0; # out-of-order messages = 0",
         "sockperf: Summary: Latency is 501.180 usec",
-        "sockperf: \u{1b}[2;35mTotal 1546 observations\u{1b}[0m; each percentile contains 15.46 observations",
+        "sockperf: \u{1b}[2;35mTotal 1546 observations\u{1b}[0m; each percentile contains 15.46",
         "sockperf: ---> percentile 99.900 =  717.058",
         "sockperf: ---> percentile 99.000 =  623.275",
         "sockperf: ---> percentile 50.000 =  499.452",
