@@ -166,6 +166,11 @@ struct Inherited {
 /// A slot in some client's region: (client id, slot index).
 type Holder = (u64, u32);
 
+/// The reader of a socket whose process just forked: the child to come. Received bytes wait in
+/// the stack until it joins (or the parent uses the socket again), so none land in the ring of
+/// a parent that is about to close its copy (a pre-fork server's accepted connection).
+const CHILD_TO_COME: Holder = (0, 0);
+
 /// Sockets shared between processes (after `fork`), like Linux files: how many region slots or
 /// unclaimed tickets name each backing (it is closed when the last goes), and which slot gets
 /// the received bytes — one queue cannot be split between rings, so the slot that last used the
@@ -183,7 +188,7 @@ impl Shares {
         self.0.entry(b).or_insert(Share { refs: 0, reader: None }).refs += 1;
     }
 
-    /// `who` used the socket: it reads from now on.
+    /// `who` used the socket (or, [`CHILD_TO_COME`], forked): it reads from now on.
     fn touch(&mut self, b: Backing, who: Holder) {
         if let Some(s) = self.0.get_mut(&b) {
             s.reader = Some(who);
@@ -195,12 +200,12 @@ impl Shares {
         self.0.get_mut(&b).is_none_or(|s| *s.reader.get_or_insert(who) == who)
     }
 
-    /// Drops one reference (of `who`, if a slot); true if it was the last.
+    /// Drops one reference (of slot `who`, or of an unclaimed ticket); true if it was the last.
     fn release(&mut self, b: Backing, who: Option<Holder>) -> bool {
         match self.0.get_mut(&b) {
             Some(s) if s.refs > 1 => {
                 s.refs -= 1;
-                if who.is_some() && s.reader == who {
+                if s.reader == Some(who.unwrap_or(CHILD_TO_COME)) {
                     s.reader = None;
                 }
                 false
@@ -995,6 +1000,7 @@ fn fork_ticket(c: &Client, now: Instant, x: &mut Common) -> Result<u64, Errno> {
     let mut socks = Vec::with_capacity(c.socks.len());
     for (&slot, k) in &c.socks {
         x.shares.add(k.backing);
+        x.shares.touch(k.backing, CHILD_TO_COME);
         let unread = c.region.rx_unread(SocketIndex(slot));
         socks.push(Inherited { slot, backing: k.backing, err: k.err, tos: k.tos, unread });
     }

@@ -159,9 +159,15 @@ fn find_lib() -> Result<PathBuf> {
     )
 }
 
-/// Whether a service answers on `socket` (a connection to the control socket succeeds).
+/// Whether a service answers on `socket`: a connection to the control socket succeeds, or is
+/// refused for want of permission (it is mode 0600: an unprivileged user, such as `postgres`,
+/// may use the service but not list every process's sockets), rather than for want of a
+/// listener.
 fn service_up(socket: &Path) -> bool {
-    UnixStream::connect(control_path(socket)).is_ok()
+    match UnixStream::connect(control_path(socket)) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    }
 }
 
 fn run(socket: &Path, command: &[OsString]) -> Result<i32> {
