@@ -26,8 +26,15 @@
 //!   Linux's socket callbacks wake an ET waiter;
 //! - `EPOLLONESHOT`: disarmed after one report until `EPOLL_CTL_MOD` re-arms it.
 //!
-//! Limits (next steps, issue 7): an epoll fd that holds Joyride members is not itself readable
-//! to an outer epoll/poll (nested epoll); a `dup` of such an epoll fd is not tracked.
+//! **Nested epoll**: an epoll fd with Joyride members is readable (`EPOLLIN`) when one of them
+//! is ready. In poll/select it is evaluated like a socket (plus its kernel readiness, which
+//! covers its kernel members); added to an outer epoll it is registered there in the kernel
+//! *with* its real events and data (its kernel members' readiness propagates as usual) and the
+//! shim also records an interest that reports it when a Joyride member is ready.
+//!
+//! Limits: an epoll fd that gets its first Joyride member only after it was added to an outer
+//! epoll is seen by the outer only through the kernel; a `dup` of a tracked epoll fd is not
+//! tracked.
 
 use crate::clock::Deadline;
 use crate::conn;
@@ -58,7 +65,8 @@ fn conn() -> Res<&'static conn::Conn> {
 
 // ---- poll / select ------------------------------------------------------------------------
 
-/// Whether any entry names a Joyride socket (cheap: one load per fd, no allocation).
+/// Whether any entry names a Joyride socket or an epoll fd with Joyride members (cheap: one
+/// load per fd, no allocation).
 pub(crate) fn poll_has_joyride(fds: &[pollfd]) -> bool {
     fds.iter().any(|p| fdtable::is_ours(p.fd))
 }
@@ -84,13 +92,21 @@ pub(crate) fn poll(
     mask: Option<&sigset_t>,
 ) -> Res<usize> {
     let c = conn()?;
-    let socks: Vec<Option<SockRef>> = fds
-        .iter()
-        .map(|p| match fdtable::route(p.fd) {
-            Route::Sock(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let mut socks: Vec<Option<SockRef>> = Vec::with_capacity(fds.len());
+    // Epoll fds with Joyride members: kernel entries whose Joyride part is added here.
+    let mut nested: Vec<Option<Arc<EpSet>>> = Vec::with_capacity(fds.len());
+    for p in fds.iter() {
+        let (s, e) = match fdtable::route(p.fd) {
+            Route::Sock(s) => (Some(s), None),
+            Route::Epoll(i) => (None, get_set(i)),
+            Route::Kernel => (None, None),
+        };
+        socks.push(s);
+        nested.push(e);
+    }
+    let nested_in = |i: usize, events: i16| {
+        nested[i].as_ref().is_some_and(|e| events & libc::POLLIN != 0 && e.any_ready())
+    };
     // Kernel entries, compacted (indices into `fds` kept in `kidx`).
     let kidx: Vec<usize> = (0..fds.len()).filter(|&i| socks[i].is_none()).collect();
     let mut kfds: Vec<pollfd> = kidx.iter().map(|&i| fds[i]).collect();
@@ -108,6 +124,9 @@ pub(crate) fn poll(
         }
         for (k, &i) in kidx.iter().enumerate() {
             fds[i].revents = kfds[k].revents;
+            if nested_in(i, fds[i].events) {
+                fds[i].revents |= libc::POLLIN;
+            }
         }
         for p in fds.iter() {
             n += usize::from(p.revents != 0);
@@ -116,10 +135,10 @@ pub(crate) fn poll(
             return Ok(n);
         }
         let joy_ready = || {
-            socks
-                .iter()
-                .zip(fds.iter())
-                .any(|(s, p)| s.as_ref().is_some_and(|s| poll_revents(s, p.events) != 0))
+            socks.iter().zip(fds.iter()).enumerate().any(|(i, (s, p))| match s {
+                Some(s) => poll_revents(s, p.events) != 0,
+                None => nested_in(i, p.events),
+            })
         };
         c.block(&mut kfds, deadline, mask, joy_ready)?;
     }
@@ -191,10 +210,20 @@ pub(crate) fn select(
 
 // ---- epoll --------------------------------------------------------------------------------
 
+/// What an interest watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A Joyride socket.
+    Sock,
+    /// An epoll fd with Joyride members (set number): nested epoll.
+    Epoll(u32),
+}
+
 /// One Joyride member of an epoll set.
 #[derive(Debug)]
 struct Interest {
     fd: RawFd,
+    target: Target,
     /// The fd-table entry when added: a different entry later means the fd was closed.
     entry: u64,
     events: u32,
@@ -231,6 +260,27 @@ pub(crate) fn forget_set(i: u32) {
 }
 
 impl Interest {
+    /// A nested epoll member: `EPOLLIN` while one of its Joyride members is ready (ET: when that
+    /// begins), with ONESHOT as for sockets.
+    fn check_nested(&mut self, inner: &EpSet, commit: bool) -> u32 {
+        if !self.armed {
+            return 0;
+        }
+        let rep = if inner.any_ready() { IN & self.events } else { 0 };
+        let fire = rep != 0 && (self.events & ET == 0 || self.last_bits & IN == 0);
+        if commit {
+            self.last_bits = rep;
+            if fire && self.events & ONESHOT != 0 {
+                self.armed = false;
+            }
+        }
+        if fire {
+            rep
+        } else {
+            0
+        }
+    }
+
     /// The events to report now, or 0; `commit` records the look (ET snapshot, ONESHOT).
     fn check(&mut self, s: &SockRef, commit: bool) -> u32 {
         if !self.armed {
@@ -280,8 +330,15 @@ impl EpSet {
                 break;
             }
             let it = &mut list[(start + k) % len];
-            let Route::Sock(s) = fdtable::route(it.fd) else { continue };
-            let rep = it.check(&s, commit);
+            let rep = match (it.target, fdtable::route(it.fd)) {
+                (Target::Sock, Route::Sock(s)) => it.check(&s, commit),
+                (Target::Epoll(i), Route::Epoll(j)) if i == j => match get_set(i) {
+                    // The kernel rejects loops (`ELOOP`), so this recursion ends.
+                    Some(inner) => it.check_nested(&inner, commit),
+                    None => 0,
+                },
+                _ => 0,
+            };
             if rep != 0 {
                 out[n] = epoll_event { events: rep, u64: it.data };
                 n += 1;
@@ -296,12 +353,13 @@ impl EpSet {
     }
 }
 
-/// `epoll_ctl` for a Joyride member `s` (fd `fd`).
+/// `epoll_ctl` for a Joyride member: a socket, or (`nested`: its set number) an epoll fd with
+/// Joyride members.
 pub(crate) fn epoll_ctl(
     epfd: RawFd,
     op: i32,
     fd: RawFd,
-    s: &SockRef,
+    nested: Option<u32>,
     ev: Option<epoll_event>,
 ) -> Res<()> {
     let (events, data) = match (op, ev) {
@@ -309,9 +367,13 @@ pub(crate) fn epoll_ctl(
         (_, Some(e)) => (e.events, e.u64),
         (_, None) => return Err(Errno::FAULT),
     };
-    let kev =
-        (op != libc::EPOLL_CTL_DEL).then_some(epoll_event { events: events & FLAGS, u64: MARK });
+    // A socket's silent eventfd carries only the flags; a nested epoll fd its real interest.
+    let kev = (op != libc::EPOLL_CTL_DEL).then_some(match nested {
+        None => epoll_event { events: events & FLAGS, u64: MARK },
+        Some(_) => epoll_event { events, u64: data },
+    });
     sys::epoll_ctl(epfd, op, fd, kev)?;
+    let target = nested.map_or(Target::Sock, Target::Epoll);
     let set = match fdtable::route(epfd) {
         Route::Epoll(i) => get_set(i),
         _ => None,
@@ -338,11 +400,11 @@ pub(crate) fn epoll_ctl(
     let mut list = set.list.lock().unwrap_or_else(|p| p.into_inner());
     list.retain(|it| fdtable::entry(it.fd) == it.entry);
     let pos = list.iter().position(|it| it.fd == fd);
-    let _ = s;
     match op {
         libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD => {
             let it = Interest {
                 fd,
+                target,
                 entry,
                 events,
                 data,
@@ -383,12 +445,14 @@ pub(crate) fn epoll_wait(
     loop {
         let mut n = set.harvest(out, true);
         if n < out.len() {
+            let joy = n;
             let k = sys::epoll_harvest(set.epfd, &mut out[n..])?;
-            // Drop anything carrying our mark (the silent eventfds should never fire).
+            // Drop anything carrying our mark (the silent eventfds should never fire), and a
+            // nested epoll fd the shim already reported for its Joyride members (same data).
             let mut w = n;
             for r in n..n + k {
                 let e = out[r];
-                if e.u64 != MARK {
+                if e.u64 != MARK && !out[..joy].iter().any(|j| j.u64 == e.u64) {
                     out[w] = e;
                     w += 1;
                 }

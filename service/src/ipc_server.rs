@@ -102,6 +102,8 @@ struct Sock {
     shut_wr_pending: bool,
     /// `IP_TOS` as set (stored and returned; not yet put on the wire).
     tos: u32,
+    /// `SO_REUSEPORT` as set.
+    reuse_port: bool,
     /// A datagram that did not fit the rx ring yet (record bytes).
     carry: Vec<u8>,
     /// Last published (readiness, error, state).
@@ -116,6 +118,7 @@ impl Sock {
             err: 0,
             shut_wr_pending: false,
             tos: 0,
+            reuse_port: false,
             carry: Vec::new(),
             published: (u32::MAX, 0, 0),
         }
@@ -225,6 +228,8 @@ struct Common {
     shares: Shares,
     /// Fork tickets by number.
     tickets: HashMap<u64, Ticket>,
+    /// TCP sockets bound with `SO_REUSEPORT`, by address (see [`bind_reuse_port`]).
+    reuse_port: HashMap<SocketAddrV4, Backing>,
     /// Copy buffer between a ring and the stack.
     scratch: Vec<u8>,
 }
@@ -293,6 +298,7 @@ impl IpcServer {
                 orphans: Vec::new(),
                 shares: Shares::default(),
                 tickets: HashMap::new(),
+                reuse_port: HashMap::new(),
                 scratch: vec![0; CHUNK + DGRAM_HDR],
             },
             last_reap: None,
@@ -755,7 +761,7 @@ fn execute(
         Command::Bind { sock, addr: a } => {
             let Some(a) = v4(&a) else { return Some((err(libc_errno::EAFNOSUPPORT), none)) };
             let r = match backing(c, sock)? {
-                Backing::Tcp(id) => engine.tcp().bind(id, a).map_err(|e| e.errno()),
+                Backing::Tcp(_) => bind_reuse_port(c, sock, a, engine, now, x),
                 Backing::Udp(h) => engine.host().udp().bind(h, a).map_err(|e| e.errno()),
             };
             (r.map_or_else(err, |()| Ok(0)), none)
@@ -921,6 +927,7 @@ fn execute(
 /// Linux errno numbers used here that the stack's error types do not produce.
 mod libc_errno {
     pub(super) const EMFILE: i32 = 24;
+    pub(super) const EBADF: i32 = 9;
     pub(super) const EAGAIN: i32 = 11;
     pub(super) const EBUSY: i32 = 16;
     pub(super) const EINVAL: i32 = 22;
@@ -949,6 +956,9 @@ fn abort_backing(engine: &mut Engine, now: Instant, b: Backing) {
 fn close_sock(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &mut Common) {
     let Some(k) = c.socks.remove(&s.0) else { return };
     let last = x.shares.release(k.backing, Some((c.id, s.0)));
+    if last && k.reuse_port {
+        x.reuse_port.retain(|_, b| *b != k.backing);
+    }
     match k.backing {
         Backing::Tcp(id) => {
             let unread = u64::from(c.region.layout().config.rx_buf) > c.region.rx_space(s);
@@ -993,6 +1003,46 @@ fn close_sock(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant,
         }
     }
     c.region.free_socket(s);
+}
+
+/// TCP `bind`, with `SO_REUSEPORT`: a socket bound with it to an address that another such
+/// socket holds (another process's pre-forked listener, say) becomes a second reference to that
+/// socket — one listener, one accept queue, each process accepting from it — instead of a
+/// second listener with a hash-chosen queue of its own as on Linux. The effect applications
+/// want (connections spread over the processes that accept) holds, and better: no connection
+/// waits in the queue of a process that is busy.
+fn bind_reuse_port(
+    c: &mut Client,
+    s: SocketIndex,
+    a: SocketAddrV4,
+    engine: &mut Engine,
+    now: Instant,
+    x: &mut Common,
+) -> Result<(), i32> {
+    let Some(k) = c.socks.get_mut(&s.0) else { return Err(libc_errno::EBADF) };
+    let Backing::Tcp(id) = k.backing else { return Err(libc_errno::EINVAL) };
+    if k.reuse_port && a.port() != 0 {
+        if let Some(&shared) = x.reuse_port.get(&a) {
+            let Backing::Tcp(other) = shared else { return Err(libc_errno::EINVAL) };
+            let alive = x.shares.0.contains_key(&shared)
+                && engine.tcp().local_addr(other) == Ok(a)
+                && engine.tcp().local_addr(id).is_ok_and(|l| l.port() == 0);
+            if alive {
+                if x.shares.release(k.backing, Some((c.id, s.0))) {
+                    abort_backing(engine, now, k.backing);
+                }
+                k.backing = shared;
+                x.shares.add(shared);
+                x.shares.touch(shared, (c.id, s.0));
+                return Ok(());
+            }
+        }
+    }
+    engine.tcp().bind(id, a).map_err(|e| e.errno())?;
+    if k.reuse_port && a.port() != 0 {
+        x.reuse_port.insert(a, k.backing);
+    }
+    Ok(())
 }
 
 /// `Fork`: snapshots the client's sockets into a ticket that holds a reference to each.
@@ -1099,8 +1149,11 @@ fn set_opt(
 ) -> Result<u64, Errno> {
     use std::time::Duration as D;
     if (opt.level, opt.name) == (OptLevel::Socket, SO_REUSEPORT) {
-        int_of(v).map_or_else(err, |_| Ok(0))?;
-        return Ok(0); // accepted; one engine means one socket per port anyway
+        let on = int_of(v).map_err(|e| Errno::new(e).unwrap_or(Errno::INVAL))? != 0;
+        if let Some(k) = c.socks.get_mut(&s.0) {
+            k.reuse_port = on;
+        }
+        return Ok(0);
     }
     if (opt.level, opt.name) == (OptLevel::Ip, IP_TOS) {
         let t = int_of(v).map_err(|e| Errno::new(e).unwrap_or(Errno::INVAL))?;
@@ -1166,7 +1219,7 @@ fn get_opt(
     let int =
         |i: i64| (i.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32).to_ne_bytes().to_vec();
     if (opt.level, opt.name) == (OptLevel::Socket, SO_REUSEPORT) {
-        return Ok(int(0));
+        return Ok(int(c.socks.get(&s.0).map_or(0, |k| i64::from(k.reuse_port))));
     }
     if (opt.level, opt.name) == (OptLevel::Ip, IP_TOS) {
         return Ok(int(c.socks.get(&s.0).map_or(0, |k| i64::from(k.tos))));

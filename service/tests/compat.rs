@@ -49,3 +49,19 @@ fn fork_shares_sockets_like_the_kernel() {
     assert!(apps_field(&stat, "clients") >= 6, "children did not join the service:\n{stat}");
     assert!(!stat.lines().any(|l| l.starts_with("tcp ")), "sockets left behind:\n{stat}");
 }
+
+#[test]
+fn readiness_and_process_semantics_like_the_kernel() {
+    skip_unless!("python3", "cc");
+    let net = Net::new();
+    let _echo = linux_echo(&net, 7708);
+    let prog = compile("semantics");
+    let prog = prog.to_str().unwrap();
+    let mut k = net.linux("semantics (kernel)", &[prog, &net.linux_ip, &net.linux_ip, "7708"]);
+    let kernel = k.wait_ok(Duration::from_secs(60));
+    assert_eq!(kernel.last().map(String::as_str), Some("done"), "{kernel:?}");
+    let _jd = net.joyrided();
+    let mut j = net.run("semantics (Joyride)", &[prog, &net.joy_ip, &net.linux_ip, "7708"]);
+    let joyride = j.wait_ok(Duration::from_secs(60));
+    assert_eq!(joyride, kernel, "semantics differ from the kernel's");
+}

@@ -283,15 +283,17 @@ pub unsafe extern "C" fn epoll_ctl(
     fd: c_int,
     ev: *mut epoll_event,
 ) -> c_int {
-    match route(fd) {
-        Route::Sock(s) => edge(|| {
-            // SAFETY: `ev` null or valid per the caller's contract; read by value.
-            let e = unsafe { ev.as_ref() }.copied();
-            events::epoll_ctl(epfd, op, fd, &s, e).map(|()| 0)
-        }),
+    let nested = match route(fd) {
+        Route::Sock(_) => None,
+        Route::Epoll(i) => Some(i),
         // SAFETY: forwarded unchanged.
-        _ => unsafe { next::epoll_ctl(epfd, op, fd, ev) },
-    }
+        Route::Kernel => return unsafe { next::epoll_ctl(epfd, op, fd, ev) },
+    };
+    edge(|| {
+        // SAFETY: `ev` null or valid per the caller's contract; read by value.
+        let e = unsafe { ev.as_ref() }.copied();
+        events::epoll_ctl(epfd, op, fd, nested, e).map(|()| 0)
+    })
 }
 
 /// # Safety
