@@ -8,6 +8,13 @@
 //!   idle: spin a little, then poll(2) on the NIC's wait fd (or sleep) until the next timer
 //! ```
 //!
+//! The idle wait never sleeps while the engine has *pending work*: work that the next loop pass
+//! makes progress on without waiting for anything — TCP segments looped back to our own address
+//! and frames the host queued (delivered or handed to the NIC by the next [`Engine::poll`]), and
+//! UDP datagrams that an app sent to our own address after the last poll (queued on the
+//! receiving socket; the layer above moves them to their reader in its next pass). Timers, in contrast, are waited for; a timer that stays due
+//! without progress is guarded by a 1 ms wait (see [`Engine::idle_wait`]).
+//!
 //! TCP to our own address (or 127/8) never reaches the NIC: the host refuses it
 //! ([`joyride_ip::host::RouteError::Local`]) and the engine loops the segment back itself.
 //! [`Engine::poll`] is sans-clock like the layers below it (time is an argument); only
@@ -167,6 +174,9 @@ pub struct Engine {
     /// The earliest deadline the layers reported right after the last poll: work that became
     /// due later (an app's send or recv after the poll) is not a stuck timer.
     due_after_poll: Option<Instant>,
+    /// The host's `udp_looped` counter at the last poll: a datagram an app sent to our own
+    /// address since then is pending work for the next pass.
+    udp_looped_at_poll: u64,
     stuck_logged: bool,
     spin: Duration,
     max_sleep: Duration,
@@ -231,6 +241,7 @@ impl Engine {
             now,
             last_work: now,
             due_after_poll: None,
+            udp_looped_at_poll: 0,
             stuck_logged: false,
             spin: cfg.spin,
             max_sleep: cfg.max_sleep,
@@ -326,7 +337,8 @@ impl Engine {
         let mut work = self.receive(now) > 0;
         work |= self.deliver_local(now) > 0;
         work |= self.transmit(now) > 0;
-        self.due_after_poll = self.poll_at();
+        self.due_after_poll = self.timer_at();
+        self.udp_looped_at_poll = self.host.counters().udp_looped;
         if work {
             self.counters.busy_polls += 1;
             self.last_work = now;
@@ -340,17 +352,41 @@ impl Engine {
         self.last_work = now;
     }
 
-    /// When [`Engine::poll`] next has timer work to do (`None`: only input can wake it).
+    /// When [`Engine::poll`] next has work to do (`None`: only input can wake it):
+    /// [`Instant::ZERO`] while there is pending work ([`Engine::has_pending_work`]) or frames
+    /// wait for the NIC, else the earliest timer of the layers.
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.local.is_empty() || !self.txq.is_empty() {
+        if self.has_pending_work() {
+            return Some(Instant::ZERO);
+        }
+        self.timer_at()
+    }
+
+    /// Whether the next loop pass has work it can do at once, without waiting for input or a
+    /// timer: TCP segments looped back to our own address or frames the host queued (an app's
+    /// UDP send, an ARP reply), which the next [`Engine::poll`] delivers or hands to the NIC
+    /// in full, or UDP datagrams an app sent to our own address since the last poll (queued
+    /// on the receiving socket, whose reader may have been served before in this pass).
+    /// [`Engine::idle_wait`] never sleeps while this holds.
+    pub fn has_pending_work(&self) -> bool {
+        !self.local.is_empty()
+            || self.host.tx_queued() > 0
+            || self.host.counters().udp_looped != self.udp_looped_at_poll
+    }
+
+    /// The earliest deadline of the layers' timers, or [`Instant::ZERO`] while frames wait
+    /// for the NIC to take them.
+    fn timer_at(&self) -> Option<Instant> {
+        if !self.txq.is_empty() {
             return Some(Instant::ZERO);
         }
         [self.host.poll_at(), self.tcp.poll_at()].into_iter().flatten().min()
     }
 
-    /// Waits until there may be work: keeps spinning (returns at once) within the spin budget
-    /// after the last work, then blocks in `poll(2)` on the NIC's wait fd (or sleeps a granule
-    /// when it has none) until the next timer, `also_at`, or at most `max_sleep`.
+    /// Waits until there may be work: returns at once while there is pending work
+    /// ([`Engine::has_pending_work`]) and within the spin budget after the last work, then
+    /// blocks in `poll(2)` on the NIC's wait fd (or sleeps a granule when it has none) until the
+    /// next timer, `also_at`, or at most `max_sleep`.
     ///
     /// A deadline already in the past that the last poll made no progress on (a timer that
     /// keeps reporting itself due) is pushed 1 ms out, counted in
@@ -359,10 +395,11 @@ impl Engine {
         self.idle_wait_with(clock, also_at, &[]);
     }
 
-    /// Whether [`Engine::idle_wait`] at `now` would sleep (the spin budget since the last work
-    /// is spent), so that callers can prepare their own wake-up sources first.
+    /// Whether [`Engine::idle_wait`] at `now` would sleep (no pending work, and the spin budget
+    /// since the last work is spent), so that callers can prepare their own wake-up sources
+    /// first.
     pub fn will_sleep(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_work) >= self.spin
+        !self.has_pending_work() && now.saturating_duration_since(self.last_work) >= self.spin
     }
 
     /// [`Engine::idle_wait`] that also wakes when any of `extra` becomes readable or hangs up
@@ -374,11 +411,11 @@ impl Engine {
         extra: &[std::os::fd::BorrowedFd<'_>],
     ) {
         let now = clock.now();
-        if now.saturating_duration_since(self.last_work) < self.spin {
+        if !self.will_sleep(now) {
             return;
         }
         let mut deadline = now + self.max_sleep;
-        for t in [self.poll_at(), also_at].into_iter().flatten() {
+        for t in [self.timer_at(), also_at].into_iter().flatten() {
             deadline = deadline.min(t);
         }
         if deadline <= now {

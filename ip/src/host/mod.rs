@@ -174,6 +174,8 @@ pub struct Counters {
     pub icmp_errors_tx: u64,
     pub icmp_rate_limited: u64,
     pub udp_delivered: u64,
+    /// UDP datagrams sent to our own address and queued on a socket here (never on the wire).
+    pub udp_looped: u64,
     pub udp_tx: u64,
     pub tcp_delivered: u64,
     pub tx_frames: u64,
@@ -361,7 +363,10 @@ impl Host {
         if *dst.ip() == me {
             let src = SocketAddrV4::new(me, src_port);
             return match self.udp.deliver(src, dst, data) {
-                Delivery::Queued(_) => Ok(data.len()),
+                Delivery::Queued(_) => {
+                    self.counters.udp_looped += 1;
+                    Ok(data.len())
+                }
                 Delivery::QueueFull(_) => {
                     self.counters.udp_rcvbuf_errors += 1;
                     Ok(data.len())
