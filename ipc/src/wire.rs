@@ -349,6 +349,37 @@ pub enum Command {
         /// The ticket the parent's `Fork` returned.
         ticket: u64,
     },
+    /// From the new image of a process that `exec`ed (same pid): open, at the same index, the
+    /// socket that was slot `slot` of the process's region before the exec and whose fd
+    /// survived it. Result: [`inherited`] bits.
+    Inherit {
+        /// The slot index in the region the process had before `exec`.
+        slot: u32,
+    },
+}
+
+/// Result bits of [`Command::Inherit`]: what the new image's socket table needs to know.
+pub mod inherited {
+    /// A datagram socket.
+    pub const DGRAM: u64 = 1;
+    /// A listening stream socket.
+    pub const LISTENING: u64 = 2;
+    /// A connected (or connecting) stream socket, or a datagram socket with a peer.
+    pub const CONNECTED: u64 = 4;
+
+    /// The shim keeps `mark(slot)` in the counter of each socket's backing eventfd, so the
+    /// image a process `exec`s into (and the service, from `/proc/PID/fdinfo`) can tell which
+    /// of its descriptors are Joyride sockets, and which slot each was.
+    pub fn mark(slot: u32) -> u64 {
+        MARK | u64::from(slot)
+    }
+
+    /// The slot an eventfd counter marks, if it is a mark.
+    pub fn slot_of(count: u64) -> Option<u32> {
+        (count & !0xffff_ffff == MARK).then_some(count as u32)
+    }
+
+    const MARK: u64 = 0x4a52_4944 << 32; // "JRID"
 }
 
 /// Command opcodes (entry bytes 8..10).
@@ -369,6 +400,7 @@ mod op {
     pub(super) const STAT: u16 = 14;
     pub(super) const FORK: u16 = 15;
     pub(super) const JOIN: u16 = 16;
+    pub(super) const INHERIT: u16 = 17;
 }
 
 /// Why an entry did not decode.
@@ -458,7 +490,7 @@ fn opt_level(v: u32) -> Result<OptLevel, DecodeError> {
 }
 
 impl Command {
-    /// The socket this command acts on (`None` for `Socket`, `Fork` and `Join`).
+    /// The socket this command acts on (`None` for `Socket`, `Fork`, `Join` and `Inherit`).
     pub fn socket(&self) -> Option<SocketIndex> {
         match *self {
             Command::Bind { sock, .. }
@@ -474,7 +506,10 @@ impl Command {
             | Command::GetSockName { sock }
             | Command::GetPeerName { sock }
             | Command::Stat { sock } => Some(sock),
-            Command::Socket { .. } | Command::Fork | Command::Join { .. } => None,
+            Command::Socket { .. }
+            | Command::Fork
+            | Command::Join { .. }
+            | Command::Inherit { .. } => None,
         }
     }
 
@@ -567,6 +602,10 @@ impl Command {
                 a[0..8].copy_from_slice(&ticket.to_le_bytes());
                 op::JOIN
             }
+            Command::Inherit { slot } => {
+                a[0..4].copy_from_slice(&slot.to_le_bytes());
+                op::INHERIT
+            }
         };
         b[OPCODE..OPCODE + 2].copy_from_slice(&opcode.to_le_bytes());
         b
@@ -580,7 +619,7 @@ impl Command {
         let raw_sock = le32(b, SOCK);
         let a = &b[ARG..];
         // `used` = argument bytes this opcode defines; the rest must be zero.
-        let sock = if matches!(opcode, op::SOCKET | op::FORK | op::JOIN) {
+        let sock = if matches!(opcode, op::SOCKET | op::FORK | op::JOIN | op::INHERIT) {
             if raw_sock != NO_SOCKET {
                 return Err(DecodeError::BadSocketField);
             }
@@ -671,6 +710,7 @@ impl Command {
             op::STAT => (Command::Stat { sock }, 0),
             op::FORK => (Command::Fork, 0),
             op::JOIN => (Command::Join { ticket: le64(a, 0) }, 8),
+            op::INHERIT => (Command::Inherit { slot: le32(a, 0) }, 4),
             _ => return Err(DecodeError::BadOpcode(opcode)),
         };
         zeros(&a[used..])?;

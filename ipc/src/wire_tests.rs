@@ -71,6 +71,7 @@ pub(crate) fn command() -> impl Strategy<Value = Command> {
         s.prop_map(|sock| Command::Stat { sock }),
         Just(Command::Fork),
         any::<u64>().prop_map(|ticket| Command::Join { ticket }),
+        any::<u32>().prop_map(|slot| Command::Inherit { slot }),
     ]
 }
 

@@ -228,9 +228,14 @@ pub(crate) fn fcntl_int(fd: RawFd, cmd: c_int, arg: c_int) -> Res<c_int> {
 
 /// Adds one to an eventfd counter (a saturated counter is already "rung").
 pub(crate) fn ring(fd: RawFd) {
-    let one = 1u64.to_ne_bytes();
+    add(fd, 1);
+}
+
+/// Adds `v` to an eventfd counter.
+pub(crate) fn add(fd: RawFd, v: u64) {
+    let b = v.to_ne_bytes();
     // SAFETY: writes 8 bytes from a live local buffer.
-    let _ = unsafe { next::write(fd, one.as_ptr().cast(), 8) };
+    let _ = unsafe { next::write(fd, b.as_ptr().cast(), 8) };
 }
 
 /// Resets an eventfd counter without blocking (the fd must be non-blocking); true if it was set.

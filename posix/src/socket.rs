@@ -130,8 +130,10 @@ pub(crate) fn socket(domain: i32, ty: i32, proto: i32) -> Res<Option<RawFd>> {
     }
 }
 
-/// Binds a new socket object for region socket `index` to kernel fd `fd`.
+/// Binds a new socket object for region socket `index` to kernel fd `fd`, and marks the
+/// eventfd with the index (`joyride_ipc::inherited::mark`: what survives an `exec`).
 fn adopt(fd: RawFd, index: u32, flags: u32) -> Res<RawFd> {
+    sys::add(fd, joyride_ipc::inherited::mark(index));
     let s = match fdtable::alloc(index, flags) {
         Ok(s) => s,
         Err(e) => {
@@ -143,6 +145,57 @@ fn adopt(fd: RawFd, index: u32, flags: u32) -> Res<RawFd> {
     let r = fdtable::install(fd, &s);
     drop(s); // the fd entry holds its own reference now
     r.map(|()| fd)
+}
+
+/// At load time, in the image a process `exec`ed into: the fds that are eventfds marked by the
+/// previous image (`joyride_ipc::inherited`) are sockets that survived the exec (no
+/// `FD_CLOEXEC`); claim each from the service (which held them for this pid) at its old index.
+/// Without any, nothing happens (no connection is made).
+pub(crate) fn inherit_after_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let mut found = Vec::new();
+    for e in dir.flatten() {
+        let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+            continue;
+        };
+        let is_eventfd = std::fs::read_link(e.path())
+            .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == b"anon_inode:[eventfd]");
+        if !is_eventfd {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        let count = info
+            .lines()
+            .find_map(|l| l.strip_prefix("eventfd-count:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+        if let Some(slot) = count.and_then(joyride_ipc::inherited::slot_of) {
+            found.push((fd, slot));
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    let Mode::Service(c) = conn::mode() else { return };
+    for (fd, slot) in found {
+        let Ok(done) = c.call(&Command::Inherit { slot }) else { return };
+        let Ok(bits) = done.result else { continue };
+        let mut f = 0;
+        for (b, fl) in [
+            (joyride_ipc::inherited::DGRAM, flag::DGRAM),
+            (joyride_ipc::inherited::LISTENING, flag::LISTENING),
+            (joyride_ipc::inherited::CONNECTED, flag::CONNECTED),
+        ] {
+            if bits & b != 0 {
+                f |= fl;
+            }
+        }
+        if sys::fcntl_int(fd, libc::F_GETFL, 0).is_ok_and(|v| v & libc::O_NONBLOCK != 0) {
+            f |= flag::NONBLOCK;
+        }
+        if let Ok(s) = fdtable::alloc(slot, f) {
+            let _ = fdtable::install(fd, &s);
+        }
+    }
 }
 
 /// Called when the last reference to a socket goes (every fd closed, no call in flight).

@@ -228,6 +228,9 @@ struct Common {
     shares: Shares,
     /// Fork tickets by number.
     tickets: HashMap<u64, Ticket>,
+    /// Sockets of processes that `exec`ed, by pid: the ones whose fds survived the exec, held
+    /// for the new image (as the kernel holds the fds) until it claims them or exits.
+    execs: HashMap<u32, Vec<Inherited>>,
     /// TCP sockets bound with `SO_REUSEPORT`, by address (see [`bind_reuse_port`]).
     reuse_port: HashMap<SocketAddrV4, Backing>,
     /// Copy buffer between a ring and the stack.
@@ -298,6 +301,7 @@ impl IpcServer {
                 orphans: Vec::new(),
                 shares: Shares::default(),
                 tickets: HashMap::new(),
+                execs: HashMap::new(),
                 reuse_port: HashMap::new(),
                 scratch: vec![0; CHUNK + DGRAM_HDR],
             },
@@ -335,7 +339,14 @@ impl IpcServer {
     /// One turn: accept processes and `stat` requests, execute commands, move data, publish
     /// readiness, reclaim processes that went away. Returns whether anything happened.
     pub fn poll(&mut self, engine: &mut Engine, now: Instant) -> bool {
+        let before = self.clients.len();
         let mut work = self.accept(engine);
+        // A new client may be the image its process `exec`ed into: the old image's hang-up is
+        // already there to see; reap it first, so the new image finds its inherited sockets.
+        let joined = self.clients.len() > before;
+        if joined {
+            work |= self.reap(engine, now);
+        }
         work |= self.feed_orphans(engine, now);
         for i in 0..self.clients.len() {
             work |= self.serve(i, engine, now);
@@ -482,8 +493,18 @@ impl IpcServer {
             let mut c = self.clients.swap_remove(i);
             let poisoned = c.region.poisoned().is_some();
             let n = c.socks.len();
+            // Gone but still running: it `exec`ed (its descriptors marked as sockets survived).
+            let survivors = if poisoned { Vec::new() } else { exec_survivors(c.pid) };
             let keys: Vec<u32> = c.socks.keys().copied().collect();
             for k in keys {
+                if let Some(s) = c.socks.get(&k).filter(|_| survivors.contains(&k)) {
+                    // One more reference, held for the new image; the old slot then closes
+                    // like a forked parent's copy (its unsent bytes still go out).
+                    let i = inherit(&c, k, s);
+                    self.common.shares.add(s.backing);
+                    self.common.shares.touch(s.backing, CHILD_TO_COME);
+                    self.common.execs.entry(c.pid).or_default().push(i);
+                }
                 if poisoned {
                     // Nothing a hostile app left in its region is sent: reset (unless another
                     // process shares the socket).
@@ -505,6 +526,14 @@ impl IpcServer {
                 "application gone: sockets reclaimed"
             );
             c.region.shut_down();
+        }
+        // Sockets held for an exec'd image that has exited (or never claimed them).
+        let dead: Vec<u32> = self.common.execs.keys().copied().filter(|&p| !running(p)).collect();
+        for p in dead {
+            for i in self.common.execs.remove(&p).unwrap_or_default() {
+                release_backing(engine, now, i.backing, &mut self.common);
+                work = true;
+            }
         }
         // Tickets no child claimed in time (the child died first, or `fork` failed).
         let expired: Vec<u64> = self
@@ -859,6 +888,7 @@ fn execute(
             Backing::Udp(_) => (err(TcpError::NotConnected.errno()), none),
         },
         Command::Fork => (fork_ticket(c, now, x), none),
+        Command::Inherit { slot } => (inherit_after_exec(c, slot, engine, x), none),
         Command::Join { ticket } => (join_ticket(c, ticket, x), none),
         Command::Close { sock } => {
             close_sock(c, sock, engine, now, x);
@@ -927,6 +957,7 @@ fn execute(
 /// Linux errno numbers used here that the stack's error types do not produce.
 mod libc_errno {
     pub(super) const EMFILE: i32 = 24;
+    pub(super) const ENOENT: i32 = 2;
     pub(super) const EBADF: i32 = 9;
     pub(super) const EAGAIN: i32 = 11;
     pub(super) const EBUSY: i32 = 16;
@@ -1051,8 +1082,7 @@ fn fork_ticket(c: &Client, now: Instant, x: &mut Common) -> Result<u64, Errno> {
     for (&slot, k) in &c.socks {
         x.shares.add(k.backing);
         x.shares.touch(k.backing, CHILD_TO_COME);
-        let unread = c.region.rx_unread(SocketIndex(slot));
-        socks.push(Inherited { slot, backing: k.backing, err: k.err, tos: k.tos, unread });
+        socks.push(inherit(c, slot, k));
     }
     let ticket = loop {
         let mut b = [0u8; 8];
@@ -1067,6 +1097,96 @@ fn fork_ticket(c: &Client, now: Instant, x: &mut Common) -> Result<u64, Errno> {
     };
     x.tickets.insert(ticket, Ticket { parent_pid: c.pid, issued: now, socks });
     Ok(ticket)
+}
+
+/// What a child (or the image a process execs into) gets of slot `slot`.
+fn inherit(c: &Client, slot: u32, k: &Sock) -> Inherited {
+    let unread = c.region.rx_unread(SocketIndex(slot));
+    Inherited { slot, backing: k.backing, err: k.err, tos: k.tos, unread }
+}
+
+/// The slots whose marked eventfds process `pid` still holds, if it is running (not a zombie):
+/// after its Unix connection hung up, that means it `exec`ed and these fds survived (those with
+/// `FD_CLOEXEC` are already closed: the kernel closes them all before the new image runs).
+fn exec_survivors(pid: u32) -> Vec<u32> {
+    if pid == 0 || !running(pid) {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let mut slots = Vec::new();
+    for e in dir.flatten() {
+        let is_eventfd = std::fs::read_link(e.path())
+            .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == b"anon_inode:[eventfd]");
+        if !is_eventfd {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let count = info
+            .lines()
+            .find_map(|l| l.strip_prefix("eventfd-count:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+        if let Some(slot) = count.and_then(joyride_ipc::inherited::slot_of) {
+            slots.push(slot);
+        }
+    }
+    slots
+}
+
+/// Whether process `pid` exists and is not exiting (`PF_EXITING` is set before an exiting
+/// task closes its files, so a hang-up seen from an exiting process is never taken for `exec`).
+fn running(pid: u32) -> bool {
+    const PF_EXITING: u64 = 4;
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The fields follow the parenthesised command name, which may itself hold ')':
+    // state ppid pgrp session tty_nr tpgid flags …
+    let Some(f) = s.rfind(')').map(|i| s[i + 1..].split_whitespace().collect::<Vec<_>>()) else {
+        return false;
+    };
+    let flags = f.get(6).and_then(|v| v.parse::<u64>().ok()).unwrap_or(PF_EXITING);
+    f.first().is_some_and(|st| *st != "Z" && *st != "X") && flags & PF_EXITING == 0
+}
+
+/// `Inherit`: the new image of a process that exec'd claims one of its surviving sockets.
+fn inherit_after_exec(
+    c: &mut Client,
+    slot: u32,
+    engine: &mut Engine,
+    x: &mut Common,
+) -> Result<u64, Errno> {
+    let bad = |e| Err(Errno::new(e).unwrap_or(Errno::INVAL));
+    let Some(held) = x.execs.get_mut(&c.pid) else { return bad(libc_errno::ENOENT) };
+    let Some(pos) = held.iter().position(|i| i.slot == slot) else {
+        return bad(libc_errno::ENOENT);
+    };
+    let s = SocketIndex(slot);
+    if c.region.alloc_socket_at(s).is_none() {
+        return bad(libc_errno::EBUSY);
+    }
+    let i = held.swap_remove(pos);
+    if held.is_empty() {
+        x.execs.remove(&c.pid);
+    }
+    let mut k = Sock::new(i.backing);
+    (k.err, k.tos) = (i.err, i.tos);
+    c.region.rx_write(s, &i.unread);
+    let bits = match i.backing {
+        Backing::Udp(h) => {
+            use joyride_ipc::inherited::{CONNECTED, DGRAM};
+            DGRAM | if engine.host().udp().peer_addr(h).is_ok() { CONNECTED } else { 0 }
+        }
+        Backing::Tcp(id) => match engine.tcp().state(id) {
+            Ok(State::Listen) => joyride_ipc::inherited::LISTENING,
+            Ok(State::Closed) if engine.tcp().peer_addr(id).is_err() => 0,
+            _ => joyride_ipc::inherited::CONNECTED,
+        },
+    };
+    c.socks.insert(slot, k);
+    x.shares.touch(i.backing, (c.id, slot));
+    Ok(bits)
 }
 
 /// `Join`: a forked child attaches the snapshot's sockets to its fresh region at the parent's

@@ -18,6 +18,16 @@ pub mod io;
 pub mod poll;
 pub mod sock;
 
+/// Runs when the library is loaded (before `main`): an image that a Joyride process `exec`ed
+/// into takes back the sockets whose fds survived the exec (`socket::inherit_after_exec`).
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
+
+extern "C" fn at_load() {
+    let _ = catch_unwind(crate::socket::inherit_after_exec);
+}
+
 /// C return types: the value that means "failed, see errno".
 trait CRet: Copy {
     const FAIL: Self;

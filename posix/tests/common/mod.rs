@@ -424,8 +424,10 @@ fn handle(
             }
             (Ok(0), Payload::Addr(from_sockaddr_in(&sa)))
         }
-        // fork is tested against the real service (service/tests/compat.rs).
-        Command::Fork | Command::Join { .. } => (Err(Errno::new(libc::ENOSYS).unwrap()), none),
+        // fork and exec are tested against the real service (service/tests/compat.rs).
+        Command::Fork | Command::Join { .. } | Command::Inherit { .. } => {
+            (Err(Errno::new(libc::ENOSYS).unwrap()), none)
+        }
         Command::Stat { sock } => {
             let fd = fd_of(c, sock)?;
             let st = SocketStat {

@@ -10,7 +10,8 @@
  *  B  hand-off: the parent connects, forks, closes its copy at once; the child talks on it;
  *  C  a child that exits without closing leaves the parent's connection working;
  *  D  daemon(): the daemonised grandchild uses a connection made before it, reports on a pipe;
- *  E  FD_CLOEXEC and exec: a socket marked FD_CLOEXEC is gone in the exec'd image. */
+ *  E  fork + exec: a socket marked FD_CLOEXEC is gone in the exec'd image, one without it
+ *     works there (and still in the parent afterwards). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -182,26 +183,38 @@ static void daemonised(const char *echo_ip, int echo_port) {
 static void exec_cloexec(const char *self, const char *echo_ip, int echo_port) {
     int s = dial(echo_ip, echo_port);
     CHECK(fcntl(s, F_SETFD, FD_CLOEXEC) == 0);
-    char num[16];
+    int kept = dial(echo_ip, echo_port);
+    echo_check(kept, "before the exec");
+    char num[16], num2[16];
     snprintf(num, sizeof num, "%d", s);
+    snprintf(num2, sizeof num2, "%d", kept);
     pid_t p = fork();
     CHECK(p >= 0);
     if (p == 0) {
-        execl(self, self, "--probe", num, (char *)NULL);
+        execl(self, self, "--probe", num, num2, (char *)NULL);
         _exit(127);
     }
     CHECK(wait_ok(p));
     echo_check(s, "after the exec");
+    echo_check(kept, "parent after the exec'd child used it");
     close(s);
+    close(kept);
 }
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc == 3 && strcmp(argv[1], "--probe") == 0) {
-        /* In the exec'd image: the FD_CLOEXEC socket's number must be closed. */
+    if (argc == 4 && strcmp(argv[1], "--probe") == 0) {
+        /* In the exec'd image: the FD_CLOEXEC socket's number must be closed, the other one
+         * must still be the connected socket. */
         errno = 0;
         int r = fcntl(atoi(argv[2]), F_GETFD);
         printf("E FD_CLOEXEC socket after exec: %s\n", r < 0 && errno == EBADF ? "closed" : "open");
+        int kept = atoi(argv[3]);
+        int type = 0;
+        socklen_t tl = sizeof type;
+        CHECK(getsockopt(kept, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM);
+        for (int i = 0; i < 50; i++) echo_check(kept, "from the exec'd image");
+        printf("E socket without FD_CLOEXEC after exec: works\n");
         return 0;
     }
     if (argc != 4) {
