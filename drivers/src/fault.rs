@@ -258,6 +258,15 @@ impl<N: Nic> Nic for FaultNic<N> {
     fn wait_fd(&self, queue: QueueId) -> Option<std::os::fd::RawFd> {
         self.inner.wait_fd(queue)
     }
+
+    fn prepare_wait(&mut self, queue: QueueId) -> bool {
+        // Frames held back or duplicated here are ready without the inner NIC's fd.
+        self.rx.pending.is_empty() && self.rx.held.is_none() && self.inner.prepare_wait(queue)
+    }
+
+    fn end_wait(&mut self, queue: QueueId) {
+        self.inner.end_wait(queue)
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //!   returns how many;
 //! - [`Nic::tx_burst`]`(q, &mut batch)`: takes frames from the *front* of the batch, returns how
 //!   many it accepted; what it did not accept stays in the batch, in order, with the caller;
-//! - when idle, polls [`Nic::wait_fd`] (if `Some`) with `poll(2)` instead of spinning;
+//! - when idle, polls [`Nic::wait_fd`] (if `Some`) with `poll(2)` instead of spinning, between
+//!   [`Nic::prepare_wait`] (which may refuse: frames arrived) and [`Nic::end_wait`];
 //! - off the fast path: [`Nic::capabilities`] (MTU, MAC, offloads, queue counts), [`Nic::link`],
 //!   [`Nic::counters`] / [`Nic::queue_counters`].
 //!
@@ -212,6 +213,17 @@ pub trait Nic {
     fn wait_fd(&self, _queue: QueueId) -> Option<RawFd> {
         None
     }
+
+    /// Called before sleeping on [`Nic::wait_fd`]: arms whatever makes the fd readable when
+    /// frames arrive (a backend whose peer only signals a sleeping receiver) and re-checks
+    /// `queue`. Returns false if frames are already waiting (poll instead of sleeping; no
+    /// [`Nic::end_wait`] follows). Default: nothing to arm, true.
+    fn prepare_wait(&mut self, _queue: QueueId) -> bool {
+        true
+    }
+
+    /// Ends a wait begun by a successful [`Nic::prepare_wait`] (disarms, drains the fd).
+    fn end_wait(&mut self, _queue: QueueId) {}
 }
 
 impl<N: Nic + ?Sized> Nic for Box<N> {
@@ -235,5 +247,11 @@ impl<N: Nic + ?Sized> Nic for Box<N> {
     }
     fn wait_fd(&self, queue: QueueId) -> Option<RawFd> {
         (**self).wait_fd(queue)
+    }
+    fn prepare_wait(&mut self, queue: QueueId) -> bool {
+        (**self).prepare_wait(queue)
+    }
+    fn end_wait(&mut self, queue: QueueId) {
+        (**self).end_wait(queue)
     }
 }

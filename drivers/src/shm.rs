@@ -1,7 +1,7 @@
 //! The shared-memory wire: two engines, usually in two processes, joined through one file (in
 //! `/dev/shm`) that both map — an Ethernet cable made of two rings, with no kernel on the path.
 //!
-//! ## Layout (version 1, native endianness, all offsets from the start of the file)
+//! ## Layout (version 2, native endianness, all offsets from the start of the file)
 //! ```text
 //! 0      header (4096 bytes): magic "JRSHMWIR", version, header_len, slots, slot_size,
 //!        slot_stride, ring offsets [2], total_len, FNV-1a check of the bytes before it,
@@ -9,9 +9,21 @@
 //! 4096   ring 0 (creator → opener), then ring 1 (opener → creator); each ring:
 //!          +0    head: u64 atomic, written only by the producer   (own 128-byte block)
 //!          +128  tail: u64 atomic, written only by the consumer   (own 128-byte block)
+//!          +192  waiting: u32 atomic, 1 while the consumer sleeps (same block as tail)
 //!          +256  `slots` slots of `slot_stride` bytes: len u32, flags u16, csum_start u16,
 //!                csum_offset u16, 6 reserved bytes, then up to `slot_size` frame bytes
 //! ```
+//!
+//! ## Doorbells
+//! Beside the file, the creator makes one FIFO per ring, `PATH.bell0` and `PATH.bell1`; the
+//! consumer of ring `r` sleeps in `poll(2)` on `PATH.bell<r>` ([`Nic::wait_fd`]). Before it
+//! sleeps ([`Nic::prepare_wait`]) it sets the ring's `waiting` word and re-checks `head`; a
+//! producer that publishes a new `head` and then finds `waiting` set clears it and writes one
+//! byte into the FIFO. Both pairs (store, then load the other word) are sequentially
+//! consistent, so either the consumer sees the new frame or the producer sees it waiting: no
+//! frame waits for a timeout, a busy consumer costs the producer one load per burst, and an
+//! idle end sleeps until a frame comes. Both ends open both FIFOs read-write and non-blocking
+//! (never blocking on open, never hanging up), and refuse anything that is not a FIFO.
 //! `head` and `tail` are free-running counters; slot `i` lives at index `i & (slots - 1)`.
 //! The control words sit 128 bytes apart so that producer and consumer never write the same
 //! cache line (128 rather than 64 to defeat the adjacent-line prefetcher).
@@ -34,8 +46,8 @@
 //! never memory safety. (A peer that truncates the file after mapping can still raise SIGBUS.)
 
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::fd::AsFd;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -47,7 +59,7 @@ use crate::{
 
 const MAGIC: [u8; 8] = *b"JRSHMWIR";
 /// Layout version written and accepted.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 4096;
 const H_VERSION: usize = 8;
 const H_HEADER_LEN: usize = 12;
@@ -64,6 +76,7 @@ const STATE_READY: u32 = 1;
 
 const R_HEAD: usize = 0;
 const R_TAIL: usize = 128;
+const R_WAITING: usize = 192;
 const R_SLOTS: usize = 256;
 const SLOT_HDR: usize = 16;
 const FLAG_CSUM_PARTIAL: u16 = 1;
@@ -141,6 +154,32 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The doorbell FIFO of ring `ring` of the wire at `path`: `PATH.bell<ring>`.
+pub fn bell_path(path: &Path, ring: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".bell{ring}"));
+    PathBuf::from(s)
+}
+
+/// Opens a doorbell FIFO read-write and non-blocking; anything but a FIFO (a file, a device,
+/// a symbolic link) is refused before or after opening it.
+fn open_bell(path: &Path) -> Result<File, ShmError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let not_fifo = || ShmError::BadHeader("doorbell is not a FIFO");
+    if !std::fs::symlink_metadata(path)?.file_type().is_fifo() {
+        return Err(not_fifo());
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_fifo() {
+        return Err(not_fifo());
+    }
+    Ok(f)
+}
+
 /// Which end of the wire this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -164,6 +203,13 @@ pub struct ShmWire {
     pool: Pool,
     mac: MacAddr,
     counters: QueueCounters,
+    /// Our receive ring's doorbell (read end: the wait fd).
+    rx_bell: File,
+    /// The peer's receive ring's doorbell (we ring it).
+    tx_bell: File,
+    /// Doorbell bytes written to the peer (one per sleep of the peer that a frame ended).
+    bells_rung: u64,
+    /// The creator removes the file and both doorbells when dropped.
     unlink: Option<PathBuf>,
     _file: File,
 }
@@ -189,7 +235,30 @@ impl ShmWire {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
+        let bells = [bell_path(path, 0), bell_path(path, 1)];
+        for b in &bells {
+            match std::fs::remove_file(b) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let made = (|| {
+            for b in &bells {
+                crate::sys::mkfifo(b, 0o666)?;
+            }
+            // Creator: transmits on ring 0, receives on ring 1.
+            Ok::<_, ShmError>((open_bell(&bells[1])?, open_bell(&bells[0])?))
+        })();
+        let (rx_bell, tx_bell) = match made {
+            Ok(b) => b,
+            Err(e) => {
+                for p in [path, &bells[0], &bells[1]] {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e);
+            }
+        };
         file.set_len(layout.total as u64)?;
         let map = MmapRegion::shared(file.as_fd(), layout.total, true)?;
         map.write_bytes(0, &MAGIC);
@@ -206,7 +275,7 @@ impl ShmWire {
         map.write_u64(H_CHECK, fnv1a(&hdr));
         // Release: an opener that sees READY (Acquire) sees every header byte above.
         map.atomic_u32(H_STATE).store(STATE_READY, Ordering::Release);
-        let mut w = ShmWire::attach(map, layout, Side::Creator, pool, file)?;
+        let mut w = ShmWire::attach(map, layout, Side::Creator, pool, file, (rx_bell, tx_bell))?;
         w.unlink = Some(path.to_path_buf());
         Ok(w)
     }
@@ -256,6 +325,8 @@ impl ShmWire {
         if map.read_u64(H_TOTAL) != layout.total as u64 || flen != layout.total as u64 {
             return Err(ShmError::BadHeader("total_len does not match the file"));
         }
+        // Opener: receives on ring 0, transmits on ring 1.
+        let bells = (open_bell(&bell_path(path, 0))?, open_bell(&bell_path(path, 1))?);
         if map
             .atomic_u32(H_PEER)
             .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
@@ -264,7 +335,7 @@ impl ShmWire {
             return Err(ShmError::PeerAttached);
         }
         // If `attach` fails, the half-built wire's Drop releases `peer` again.
-        ShmWire::attach(map, layout, Side::Opener, pool, file)
+        ShmWire::attach(map, layout, Side::Opener, pool, file, bells)
     }
 
     fn attach(
@@ -273,6 +344,7 @@ impl ShmWire {
         side: Side,
         pool: Pool,
         file: File,
+        (rx_bell, tx_bell): (File, File),
     ) -> Result<ShmWire, ShmError> {
         let (tx_ring, rx_ring) = match side {
             Side::Creator => (layout.ring[0], layout.ring[1]),
@@ -297,6 +369,9 @@ impl ShmWire {
             pool,
             mac: MacAddr([0x02, 0x4a, 0x52, 0x00, 0x00, mac_last]),
             counters: QueueCounters::default(),
+            rx_bell,
+            tx_bell,
+            bells_rung: 0,
             unlink: None,
             _file: file,
         };
@@ -327,6 +402,15 @@ impl ShmWire {
 
     fn tail(&self, ring: usize) -> &AtomicU64 {
         self.map.atomic_u64(ring + R_TAIL)
+    }
+
+    /// Doorbell bytes written to the peer so far.
+    pub fn bells_rung(&self) -> u64 {
+        self.bells_rung
+    }
+
+    fn waiting(&self, ring: usize) -> &AtomicU32 {
+        self.map.atomic_u32(ring + R_WAITING)
     }
 
     fn peer_flag(&self) -> &AtomicU32 {
@@ -463,15 +547,55 @@ impl Nic for ShmWire {
             self.counters.tx_bytes += b.len() as u64;
         }
         if h != self.tx_head {
-            // Release: the slot bytes written above are visible before the new head.
-            self.head(self.tx_ring).store(h, Ordering::Release);
+            // Release: the slot bytes written above are visible before the new head. SeqCst:
+            // ordered before the load of `waiting` below (the consumer's prepare_wait does the
+            // mirror image), so a sleeping consumer is always woken.
+            self.head(self.tx_ring).store(h, Ordering::SeqCst);
             self.tx_head = h;
+            let w = self.waiting(self.tx_ring);
+            if w.load(Ordering::SeqCst) != 0 && w.swap(0, Ordering::SeqCst) != 0 {
+                // A full FIFO (EAGAIN) already holds a wake-up; the consumer drains it.
+                let _ = (&self.tx_bell).write(&[1]);
+                self.bells_rung += 1;
+            }
         }
         Ok(n)
     }
 
     fn queue_counters(&self, queue: QueueId) -> Option<QueueCounters> {
         (queue.0 == 0).then_some(self.counters)
+    }
+
+    fn wait_fd(&self, queue: QueueId) -> Option<RawFd> {
+        (queue.0 == 0).then(|| self.rx_bell.as_raw_fd())
+    }
+
+    fn prepare_wait(&mut self, queue: QueueId) -> bool {
+        if queue.0 != 0 {
+            return true;
+        }
+        // SeqCst, store then load: the mirror image of tx_burst's head store and flag load.
+        self.waiting(self.rx_ring).store(1, Ordering::SeqCst);
+        if self.head(self.rx_ring).load(Ordering::SeqCst) != self.rx_tail {
+            self.waiting(self.rx_ring).store(0, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn end_wait(&mut self, queue: QueueId) {
+        if queue.0 != 0 {
+            return;
+        }
+        self.waiting(self.rx_ring).store(0, Ordering::Relaxed);
+        // Drain the doorbell (bounded: a peer flooding the FIFO only costs wake-ups).
+        let mut buf = [0u8; 64];
+        for _ in 0..64 {
+            match (&self.rx_bell).read(&mut buf) {
+                Ok(n) if n == buf.len() => {}
+                _ => break,
+            }
+        }
     }
 }
 
@@ -481,6 +605,8 @@ impl Drop for ShmWire {
             self.peer_flag().store(0, Ordering::Release);
         }
         if let Some(p) = self.unlink.take() {
+            let _ = std::fs::remove_file(bell_path(&p, 0));
+            let _ = std::fs::remove_file(bell_path(&p, 1));
             let _ = std::fs::remove_file(p);
         }
     }

@@ -190,3 +190,64 @@ fn hostile_peer_values_on_the_data_path_are_contained() {
     }
     assert!(matches!(a.tx_burst(QueueId(0), &mut t), Err(NicError::Corrupt(_))));
 }
+
+/// Whether `fd` is readable right now.
+fn readable(fd: RawFd) -> bool {
+    crate::sys::poll_readable(fd, 0).unwrap()
+}
+
+#[test]
+fn doorbell_wakes_a_sleeping_consumer_only() {
+    let path = tmp_path("bell");
+    let mut a = ShmWire::create(&path, 8, 256, pool(16)).unwrap();
+    let mut b = ShmWire::open(&path, pool(16)).unwrap();
+    let (fa, fb) = (a.wait_fd(QueueId(0)).unwrap(), b.wait_fd(QueueId(0)).unwrap());
+    assert_ne!(fa, fb);
+    let send = |w: &mut ShmWire| {
+        let mut t = Batch::new(1);
+        t.push(w.pool.alloc_copy(&[7; 80]).unwrap()).unwrap();
+        assert_eq!(w.tx_burst(QueueId(0), &mut t).unwrap(), 1);
+    };
+    // A consumer that is not waiting costs the producer no doorbell.
+    send(&mut a);
+    assert!(!readable(fb) && a.bells_rung() == 0);
+    // A frame in the ring: preparing to sleep refuses.
+    assert!(!b.prepare_wait(QueueId(0)));
+    let mut rx = Batch::new(8);
+    assert_eq!(b.rx_burst(QueueId(0), &mut rx).unwrap(), 1);
+    // An empty ring: the consumer sleeps, and the next frame rings its doorbell once.
+    assert!(b.prepare_wait(QueueId(0)));
+    assert!(!readable(fb));
+    send(&mut a);
+    send(&mut a);
+    assert!(readable(fb) && a.bells_rung() == 1, "one wake-up per sleep");
+    assert!(crate::sys::poll_readable(fb, 1000).unwrap());
+    b.end_wait(QueueId(0));
+    assert!(!readable(fb), "end_wait drains the doorbell");
+    assert_eq!(b.rx_burst(QueueId(0), &mut rx).unwrap(), 2);
+    // The other direction has its own doorbell.
+    assert!(a.prepare_wait(QueueId(0)));
+    send(&mut b);
+    assert!(readable(fa) && !readable(fb) && b.bells_rung() == 1);
+    a.end_wait(QueueId(0));
+    // The creator removes the file and both doorbells.
+    drop((a, b));
+    for p in [path.clone(), bell_path(&path, 0), bell_path(&path, 1)] {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn a_doorbell_that_is_not_a_fifo_is_refused() {
+    let path = tmp_path("badbell");
+    let a = ShmWire::create(&path, 8, 256, pool(4)).unwrap();
+    let bell = bell_path(&path, 0);
+    std::fs::remove_file(&bell).unwrap();
+    std::fs::write(&bell, b"not a fifo").unwrap();
+    assert!(matches!(ShmWire::open(&path, pool(4)), Err(ShmError::BadHeader(_))));
+    assert_eq!(std::fs::read(&bell).unwrap(), b"not a fifo", "nothing written into it");
+    std::fs::remove_file(&bell).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &bell).unwrap();
+    assert!(matches!(ShmWire::open(&path, pool(4)), Err(ShmError::BadHeader(_))));
+    drop(a);
+}

@@ -65,6 +65,15 @@ pub(crate) fn socket(
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `mkfifo(path, mode)` (the process umask applies).
+pub(crate) fn mkfifo(path: &std::path::Path, mode: libc::mode_t) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a valid NUL-terminated string borrowed for the call.
+    cvt(unsafe { libc::mkfifo(c.as_ptr(), mode) }).map(drop)
+}
+
 /// `setsockopt` with a plain-data option value.
 pub(crate) fn setsockopt<T: Copy>(
     fd: BorrowedFd<'_>,
@@ -223,13 +232,22 @@ pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
     Ok(n > 0 && p.revents & libc::POLLIN != 0)
 }
 
-/// Waits up to `timeout_ms` until any of `fds` is readable or hangs up. Returns how many are.
+/// Waits up to `timeout` until any of `fds` is readable or hangs up. Returns how many are.
 /// (The service's idle wait: the NIC's wait fd plus applications' doorbells and sockets.)
-pub fn poll_readable_many(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
+/// `ppoll(2)` with a timespec, so that a sub-millisecond timeout is kept, not rounded up to
+/// `poll(2)`'s whole milliseconds.
+pub fn poll_readable_many(fds: &[RawFd], timeout: std::time::Duration) -> io::Result<usize> {
     let mut p: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    // SAFETY: `p` is a valid array of `p.len()` pollfds, borrowed mutably for the call.
-    let n = cvt(unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) })?;
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `p` is a valid array of `p.len()` pollfds, borrowed mutably for the call; `ts`
+    // is a valid timespec borrowed for the call; a null signal mask leaves the mask alone.
+    let n = cvt(unsafe {
+        libc::ppoll(p.as_mut_ptr(), p.len() as libc::nfds_t, &ts, std::ptr::null())
+    })?;
     Ok(n as usize)
 }
 

@@ -340,6 +340,12 @@ impl Nic for ObservedFaults {
     fn wait_fd(&self, queue: QueueId) -> Option<std::os::fd::RawFd> {
         self.inner.wait_fd(queue)
     }
+    fn prepare_wait(&mut self, queue: QueueId) -> bool {
+        self.inner.prepare_wait(queue)
+    }
+    fn end_wait(&mut self, queue: QueueId) {
+        self.inner.end_wait(queue)
+    }
 }
 
 #[cfg(test)]

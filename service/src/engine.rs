@@ -385,7 +385,7 @@ impl Engine {
 
     /// Waits until there may be work: returns at once while there is pending work
     /// ([`Engine::has_pending_work`]) and within the spin budget after the last work, then
-    /// blocks in `poll(2)` on the NIC's wait fd (or sleeps a granule when it has none) until the
+    /// blocks in `ppoll(2)` on the NIC's wait fd (or sleeps a granule when it has none) until the
     /// next timer, `also_at`, or at most `max_sleep`.
     ///
     /// A deadline already in the past that the last poll made no progress on (a timer that
@@ -440,30 +440,28 @@ impl Engine {
             }
             deadline = now + Duration::from_millis(1);
         }
-        let wait = deadline.saturating_duration_since(now);
-        self.counters.sleeps += 1;
-        if !extra.is_empty() {
-            use std::os::fd::AsRawFd;
-            let mut fds: Vec<std::os::fd::RawFd> = extra.iter().map(|f| f.as_raw_fd()).collect();
-            let wait = match self.nic.wait_fd(self.queue) {
-                Some(fd) => {
-                    fds.push(fd);
-                    wait
-                }
-                None => wait.min(self.poll_sleep),
-            };
-            let ms = wait.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as i32;
-            // EINTR (a signal) simply ends the wait.
-            let _ = sys::poll_readable_many(&fds, ms);
+        let mut wait = deadline.saturating_duration_since(now);
+        let nic_fd = self.nic.wait_fd(self.queue);
+        // Arm the NIC's wake-up; frames that arrived meanwhile are polled instead.
+        if nic_fd.is_some() && !self.nic.prepare_wait(self.queue) {
             return;
         }
-        match self.nic.wait_fd(self.queue) {
-            Some(fd) => {
-                let ms = wait.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as i32;
-                // EINTR (a signal) simply ends the wait.
-                let _ = sys::poll_readable(fd, ms);
-            }
-            None => clock.sleep(wait.min(self.poll_sleep)),
+        self.counters.sleeps += 1;
+        use std::os::fd::AsRawFd;
+        let mut fds: Vec<std::os::fd::RawFd> = extra.iter().map(|f| f.as_raw_fd()).collect();
+        match nic_fd {
+            Some(fd) => fds.push(fd),
+            None => wait = wait.min(self.poll_sleep),
+        }
+        if fds.is_empty() {
+            clock.sleep(wait);
+        } else {
+            // A timespec, not whole milliseconds: a 250 µs granule stays 250 µs. EINTR (a
+            // signal) simply ends the wait.
+            let _ = sys::poll_readable_many(&fds, wait);
+        }
+        if nic_fd.is_some() {
+            self.nic.end_wait(self.queue);
         }
     }
 
