@@ -1,13 +1,16 @@
 //! AF_PACKET backend: an existing interface through one packet socket with memory-mapped rings.
 //!
-//! - Receive: a TPACKET_V3 ring of blocks (Documentation/networking/packet_mmap.rst). The kernel
-//!   fills a block with several frames and hands the whole block over (`TP_STATUS_USER`) when it
-//!   is full or when `rx_block_timeout_ms` expires; we copy each frame into a pool buffer and give
-//!   the block back (`TP_STATUS_KERNEL`) once all its frames are consumed. The timeout bounds the
-//!   latency a lone frame can see (1 ms by default): the price of V3's batching.
-//! - Transmit: a TPACKET_V3 frame ring (V3 transmit uses fixed frames, like V2). We copy each
-//!   buffer into a free frame, mark it `TP_STATUS_SEND_REQUEST`, and kick once per burst with a
-//!   zero-length `send`. With `PACKET_QDISC_BYPASS` the kernel hands frames straight to the driver.
+//! - Receive: a TPACKET_V2 ring of fixed frames (Documentation/networking/packet_mmap.rst). The
+//!   kernel hands each frame over on its own (`TP_STATUS_USER` in the frame's header) and wakes a
+//!   `poll(2)` on the socket; we copy the frame into a pool buffer and give the slot back
+//!   (`TP_STATUS_KERNEL`). Not TPACKET_V3: V3 hands over whole blocks, only when full or when the
+//!   block timer (at least 1 ms) retires them, so a lone frame (a request, a reply) waited up to
+//!   1 ms and request/response traffic ran on a 1 ms cadence (`service/tests/sockperf.rs`: p50
+//!   ≈ 520 µs; ≈ 150 µs with V2 and the engine's idle fixes, `bench/README.md`). A busy engine
+//!   reads the ring without syscalls either way.
+//! - Transmit: a TPACKET_V2 frame ring. We copy each buffer into a free frame, mark it
+//!   `TP_STATUS_SEND_REQUEST`, and kick once per burst with a zero-length `send`. With
+//!   `PACKET_QDISC_BYPASS` the kernel hands frames straight to the driver.
 //! - `PACKET_IGNORE_OUTGOING`: our own transmissions do not come back on receive.
 //!
 //! The rings are the kernel's memory, so each frame is copied once each way (ring ↔ buffer).
@@ -28,25 +31,22 @@ use crate::{
     QueueCounters, QueueId, RxCsum,
 };
 
-const TPACKET_V3: libc::c_int = 2;
+const TPACKET_V2: libc::c_int = 1;
 const ETH_P_ALL: u16 = 0x0003;
 
-// Block descriptor (struct tpacket_block_desc, its hdr.bh1 = struct tpacket_hdr_v1).
-const BD_HDR: usize = offset_of!(libc::tpacket_block_desc, hdr);
-const BD_STATUS: usize = BD_HDR + offset_of!(libc::tpacket_hdr_v1, block_status);
-const BD_NUM_PKTS: usize = BD_HDR + offset_of!(libc::tpacket_hdr_v1, num_pkts);
-const BD_FIRST: usize = BD_HDR + offset_of!(libc::tpacket_hdr_v1, offset_to_first_pkt);
-// Frame header (struct tpacket3_hdr).
-const F_NEXT: usize = offset_of!(libc::tpacket3_hdr, tp_next_offset);
-const F_SNAPLEN: usize = offset_of!(libc::tpacket3_hdr, tp_snaplen);
-const F_LEN: usize = offset_of!(libc::tpacket3_hdr, tp_len);
-const F_STATUS: usize = offset_of!(libc::tpacket3_hdr, tp_status);
-const F_MAC: usize = offset_of!(libc::tpacket3_hdr, tp_mac);
-const F_HDR_LEN: usize = std::mem::size_of::<libc::tpacket3_hdr>();
-/// Where transmit data starts in a frame: TPACKET3_HDRLEN - sizeof(sockaddr_ll), i.e. the header
+// Frame header (struct tpacket2_hdr).
+const F_STATUS: usize = offset_of!(libc::tpacket2_hdr, tp_status);
+const F_LEN: usize = offset_of!(libc::tpacket2_hdr, tp_len);
+const F_SNAPLEN: usize = offset_of!(libc::tpacket2_hdr, tp_snaplen);
+const F_MAC: usize = offset_of!(libc::tpacket2_hdr, tp_mac);
+const F_HDR_LEN: usize = std::mem::size_of::<libc::tpacket2_hdr>();
+/// Where transmit data starts in a frame: TPACKET2_HDRLEN - sizeof(sockaddr_ll), i.e. the header
 /// rounded up to TPACKET_ALIGNMENT (net/packet/af_packet.c, tpacket_parse_header).
 const TX_DATA: usize = (F_HDR_LEN + 15) & !15;
-const _: () = assert!(F_HDR_LEN == 48 && TX_DATA == 48 && BD_STATUS == 8 && F_STATUS == 20);
+/// Where the kernel puts a received Ethernet header: the network header at
+/// TPACKET_ALIGN(TPACKET2_HDRLEN + 16), the 14-byte MAC header before it (tpacket_rcv).
+const RX_NET: usize = (F_HDR_LEN + 20 + 16 + 15) & !15;
+const _: () = assert!(F_HDR_LEN == 32 && TX_DATA == 32 && F_STATUS == 0 && RX_NET == 80);
 
 /// How to open an [`AfPacket`].
 #[derive(Clone, Debug)]
@@ -55,12 +55,8 @@ pub struct AfPacketConfig {
     pub ifname: String,
     /// Put the interface into promiscuous mode (undone when the socket closes).
     pub promiscuous: bool,
-    /// Bytes per receive block (a multiple of the page size, power of two).
-    pub rx_block_size: u32,
-    /// Receive blocks.
-    pub rx_block_count: u32,
-    /// Milliseconds after which the kernel hands over a partly filled block.
-    pub rx_block_timeout_ms: u32,
+    /// Receive frames (slots of one frame each; rounded up to whole 64 KiB blocks).
+    pub rx_frame_count: u32,
     /// Transmit frames (rounded up to whole 64 KiB blocks).
     pub tx_frame_count: u32,
     /// `PACKET_QDISC_BYPASS`.
@@ -68,22 +64,20 @@ pub struct AfPacketConfig {
 }
 
 impl AfPacketConfig {
-    /// Defaults for `ifname`: 8 × 256 KiB receive blocks, 1 ms block timeout, 512 transmit
-    /// frames, qdisc bypass, not promiscuous.
+    /// Defaults for `ifname`: 1024 receive frames, 512 transmit frames, qdisc bypass, not
+    /// promiscuous.
     pub fn new(ifname: &str) -> Self {
         AfPacketConfig {
             ifname: ifname.to_string(),
             promiscuous: false,
-            rx_block_size: 1 << 18,
-            rx_block_count: 8,
-            rx_block_timeout_ms: 1,
+            rx_frame_count: 1024,
             tx_frame_count: 512,
             qdisc_bypass: true,
         }
     }
 }
 
-/// An interface driven through a packet socket with TPACKET_V3 rings. One queue.
+/// An interface driven through a packet socket with TPACKET_V2 rings. One queue.
 pub struct AfPacket {
     fd: OwnedFd,
     ctl: OwnedFd,
@@ -92,11 +86,9 @@ pub struct AfPacket {
     mac: MacAddr,
     mtu: u32,
     pool: Pool,
-    rx_block_size: usize,
-    rx_blocks: u32,
-    rx_block: u32,
-    rx_left: u32,
-    rx_off: usize,
+    rx_frame_size: usize,
+    rx_frames: u32,
+    rx_next: u32,
     tx_base: usize,
     tx_frame_size: usize,
     tx_frames: u32,
@@ -111,16 +103,19 @@ impl std::fmt::Debug for AfPacket {
     }
 }
 
-fn req3(block_size: u32, block_nr: u32, frame_size: u32, tov: u32) -> libc::tpacket_req3 {
-    libc::tpacket_req3 {
-        tp_block_size: block_size,
-        tp_block_nr: block_nr,
-        tp_frame_size: frame_size,
-        tp_frame_nr: block_size / frame_size * block_nr,
-        tp_retire_blk_tov: tov,
-        tp_sizeof_priv: 0,
-        tp_feature_req_word: 0,
-    }
+/// A ring of at least `frames` frames of `frame_size` bytes (a power of two) in blocks of
+/// 64 KiB, or of one frame when frames are larger. Returns the request and the frame count.
+fn ring(frame_size: usize, frames: u32) -> (libc::tpacket_req, u32) {
+    let block = (1u32 << 16).max(frame_size as u32);
+    let per_block = block / frame_size as u32;
+    let blocks = frames.max(1).div_ceil(per_block);
+    let req = libc::tpacket_req {
+        tp_block_size: block,
+        tp_block_nr: blocks,
+        tp_frame_size: frame_size as u32,
+        tp_frame_nr: blocks * per_block,
+    };
+    (req, blocks * per_block)
 }
 
 impl AfPacket {
@@ -128,36 +123,29 @@ impl AfPacket {
     /// copied into buffers from `pool`.
     pub fn open(cfg: &AfPacketConfig, pool: Pool) -> std::io::Result<AfPacket> {
         use std::io::{Error, ErrorKind};
-        if !cfg.rx_block_size.is_power_of_two()
-            || cfg.rx_block_size < 4096
-            || cfg.rx_block_count == 0
-        {
-            return Err(Error::new(ErrorKind::InvalidInput, "rx ring geometry"));
-        }
         let ctl = sys::socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
         let ifindex = sys::if_index(ctl.as_fd(), &cfg.ifname)?;
         let mac = MacAddr(sys::if_hwaddr(ctl.as_fd(), &cfg.ifname)?);
         let mtu = sys::if_mtu(ctl.as_fd(), &cfg.ifname)?;
         // Protocol 0 until bound, so nothing queues before the rings exist.
         let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)?;
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)?;
         if cfg.qdisc_bypass {
             sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &1i32)?;
         }
         sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
-        let rx = req3(cfg.rx_block_size, cfg.rx_block_count, 2048, cfg.rx_block_timeout_ms.max(1));
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &rx)?;
+        // Room for the header, the MAC header and an MTU-sized packet (plus a VLAN tag).
+        let rx_frame_size = (RX_NET + mtu as usize + 4).next_power_of_two().max(2048);
         let tx_frame_size = (TX_DATA + mtu as usize + 18).next_power_of_two().max(2048);
-        if tx_frame_size > 1 << 16 {
-            return Err(Error::new(ErrorKind::InvalidInput, "MTU too large for the TX ring"));
+        if tx_frame_size.max(rx_frame_size) > 1 << 17 {
+            return Err(Error::new(ErrorKind::InvalidInput, "MTU too large for the rings"));
         }
-        let tx_block = (1u32 << 16).max(tx_frame_size as u32);
-        let per_block = tx_block / tx_frame_size as u32;
-        let tx_blocks = cfg.tx_frame_count.max(1).div_ceil(per_block);
-        let tx = req3(tx_block, tx_blocks, tx_frame_size as u32, 0);
+        let (rx, rx_frames) = ring(rx_frame_size, cfg.rx_frame_count);
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &rx)?;
+        let (tx, tx_frames) = ring(tx_frame_size, cfg.tx_frame_count);
         sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_TX_RING, &tx)?;
-        let rx_len = cfg.rx_block_size as usize * cfg.rx_block_count as usize;
-        let tx_len = tx_block as usize * tx_blocks as usize;
+        let rx_len = rx.tp_block_size as usize * rx.tp_block_nr as usize;
+        let tx_len = tx.tp_block_size as usize * tx.tp_block_nr as usize;
         // One mapping: the RX ring, then the TX ring (packet_mmap.rst).
         let ring = MmapRegion::shared(fd.as_fd(), rx_len + tx_len, true)?;
         sys::bind_packet(fd.as_fd(), ifindex, ETH_P_ALL)?;
@@ -178,14 +166,12 @@ impl AfPacket {
             mac,
             mtu,
             pool,
-            rx_block_size: cfg.rx_block_size as usize,
-            rx_blocks: cfg.rx_block_count,
-            rx_block: 0,
-            rx_left: 0,
-            rx_off: 0,
+            rx_frame_size,
+            rx_frames,
+            rx_next: 0,
             tx_base: rx_len,
             tx_frame_size,
-            tx_frames: tx_blocks * per_block,
+            tx_frames,
             tx_next: 0,
             counters: QueueCounters::default(),
             kernel_drops: Cell::new(0),
@@ -197,13 +183,9 @@ impl AfPacket {
         &self.ifname
     }
 
-    /// Gives the current receive block back to the kernel and moves to the next.
-    fn release_block(&mut self) {
-        let base = self.rx_block as usize * self.rx_block_size;
-        // Release: our reads of this block's frames happen before the kernel refills it.
-        self.ring.atomic_u32(base + BD_STATUS).store(libc::TP_STATUS_KERNEL, Ordering::Release);
-        self.rx_block = (self.rx_block + 1) % self.rx_blocks;
-        self.rx_left = 0;
+    fn rx_frame_off(&self, i: u32) -> usize {
+        // Blocks are whole multiples of the frame size, so frames are contiguous.
+        i as usize * self.rx_frame_size
     }
 
     fn tx_frame_off(&self, i: u32) -> usize {
@@ -239,41 +221,20 @@ impl Nic for AfPacket {
 
     fn rx_burst(&mut self, queue: QueueId, out: &mut Batch) -> Result<usize, NicError> {
         check_queue(queue)?;
-        let bs = self.rx_block_size;
+        let fs = self.rx_frame_size;
         let mut n = 0;
         while out.remaining() > 0 {
-            let base = self.rx_block as usize * bs;
-            if self.rx_left == 0 {
-                // Acquire: pairs with the kernel's release of the block (smp_wmb before status).
-                let st = self.ring.atomic_u32(base + BD_STATUS).load(Ordering::Acquire);
-                if st & libc::TP_STATUS_USER == 0 {
-                    break;
-                }
-                let num = self.ring.read_u32(base + BD_NUM_PKTS);
-                let first = self.ring.read_u32(base + BD_FIRST) as usize;
-                if num == 0 || first < 48 || first >= bs {
-                    if num != 0 {
-                        self.counters.rx_errors += 1;
-                    }
-                    self.release_block();
-                    continue;
-                }
-                self.rx_left = num;
-                self.rx_off = first;
+            let p = self.rx_frame_off(self.rx_next);
+            // Acquire: pairs with the kernel's release of the frame (smp_wmb before status).
+            let status = self.ring.atomic_u32(p + F_STATUS).load(Ordering::Acquire);
+            if status & libc::TP_STATUS_USER == 0 {
+                break;
             }
-            if self.rx_off + F_HDR_LEN > bs {
-                self.counters.rx_errors += 1;
-                self.release_block();
-                continue;
-            }
-            let p = base + self.rx_off;
-            let next = self.ring.read_u32(p + F_NEXT) as usize;
             let snaplen = self.ring.read_u32(p + F_SNAPLEN) as usize;
             let wire_len = self.ring.read_u32(p + F_LEN) as usize;
-            let status = self.ring.read_u32(p + F_STATUS);
             let mac = self.ring.read_u16(p + F_MAC) as usize;
-            if mac + snaplen > bs - self.rx_off || snaplen < wire_len {
-                self.counters.rx_errors += 1; // out of the block, or truncated by the ring
+            if mac < F_HDR_LEN || mac + snaplen > fs || snaplen < wire_len {
+                self.counters.rx_errors += 1; // out of the frame, or truncated by the ring
             } else {
                 let Some(mut b) = self.pool.alloc() else {
                     break; // no buffer: keep the frame for the next burst
@@ -296,15 +257,9 @@ impl Nic for AfPacket {
                     n += 1;
                 }
             }
-            self.rx_left -= 1;
-            if self.rx_left == 0 {
-                self.release_block();
-            } else if next == 0 {
-                self.counters.rx_errors += 1;
-                self.release_block();
-            } else {
-                self.rx_off += next;
-            }
+            // Release: our reads of this frame happen before the kernel refills it.
+            self.ring.atomic_u32(p + F_STATUS).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.rx_next = (self.rx_next + 1) % self.rx_frames;
         }
         Ok(n)
     }
@@ -335,7 +290,6 @@ impl Nic for AfPacket {
             }
             let off = self.tx_frame_off(self.tx_next);
             self.ring.write_bytes(off + TX_DATA, b.data());
-            self.ring.write_u32(off + F_NEXT, 0);
             self.ring.write_u32(off + F_LEN, b.len() as u32);
             self.ring.write_u32(off + F_SNAPLEN, b.len() as u32);
             // Release: the frame bytes above are visible before the kernel sees the request.

@@ -94,18 +94,18 @@ pub(crate) fn setsockopt<T: Copy>(
     .map(drop)
 }
 
-/// `PACKET_STATISTICS` of a TPACKET_V3 socket (the kernel resets the counters on each read).
-pub(crate) fn getsockopt_stats(fd: BorrowedFd<'_>) -> io::Result<libc::tpacket_stats_v3> {
-    let mut v = libc::tpacket_stats_v3 { tp_packets: 0, tp_drops: 0, tp_freeze_q_cnt: 0 };
-    let mut len = size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
-    // SAFETY: `v` is a writable tpacket_stats_v3 and `len` its size, as PACKET_STATISTICS expects
-    // for a TPACKET_V3 socket.
+/// `PACKET_STATISTICS` of a TPACKET_V1/V2 socket (the kernel resets the counters on each read).
+pub(crate) fn getsockopt_stats(fd: BorrowedFd<'_>) -> io::Result<libc::tpacket_stats> {
+    let mut v = libc::tpacket_stats { tp_packets: 0, tp_drops: 0 };
+    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: `v` is a writable tpacket_stats and `len` its size, as PACKET_STATISTICS expects
+    // for a TPACKET_V2 socket (the kernel writes at most `len` bytes).
     cvt(unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_PACKET,
             libc::PACKET_STATISTICS,
-            (&mut v as *mut libc::tpacket_stats_v3).cast(),
+            (&mut v as *mut libc::tpacket_stats).cast(),
             &mut len,
         )
     })?;
