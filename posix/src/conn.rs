@@ -503,6 +503,7 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     let _ = std::panic::catch_unwind(|| {
+        sys::note_owner();
         let Some(conn) = get() else { return };
         let Some(Forking { mut lock, ticket }) = FORKING.with(|f| f.borrow_mut().take()) else {
             return;

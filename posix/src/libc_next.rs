@@ -354,6 +354,25 @@ pub(crate) fn unix_connect(path: &[u8]) -> Res<OwnedFd> {
     Ok(owned)
 }
 
+/// The process whose memory this is: set at load and in a forked child.
+static OWNER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Records the calling process as the owner of the shim's state (load time, forked child).
+pub(crate) fn note_owner() {
+    // SAFETY: plain syscall.
+    OWNER.store(unsafe { libc::getpid() }, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True in a child that runs in its parent's memory (`vfork`, or the `clone(CLONE_VM)` of
+/// `posix_spawn` and Python's `subprocess`) until it execs: the fd table there is the
+/// parent's, so its `close`/`dup2` must reach the kernel only (the new image claims what it
+/// inherits from the kernel fds' marks).
+pub(crate) fn in_vfork_child() -> bool {
+    let owner = OWNER.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: plain syscall.
+    owner != 0 && owner != unsafe { libc::getpid() }
+}
+
 /// Registers fork handlers (`pthread_atfork`; it fails only for lack of memory, which the
 /// shim's first `socket()` cannot survive anyway).
 pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {

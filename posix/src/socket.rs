@@ -487,6 +487,7 @@ pub(crate) fn recv(s: &SockRef, buf: &mut [u8], flags: i32) -> Res<(usize, Optio
         if nonblocking(s, flags) {
             return if got > 0 { Ok((got, None)) } else { Err(Errno::AGAIN) };
         }
+        want_data(c, s);
         let r = c.block(&mut Vec::new(), deadline, None, || {
             let v = c.view().slot(s.idx());
             v.rx_avail > 0
@@ -504,6 +505,13 @@ pub(crate) fn recv(s: &SockRef, buf: &mut [u8], flags: i32) -> Res<(usize, Optio
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Before a `recv` sleeps: an empty `RecvWindow` tells the service this process wants the
+/// socket's bytes (for a socket shared with other processes since a `fork`, the received bytes
+/// go to the process that last asked; `ipc/PROTOCOL.md` §9b).
+fn want_data(c: &conn::Conn, s: &SockRef) {
+    let _ = c.client().submit(&Command::RecvWindow { sock: s.idx(), consumed: 0 });
 }
 
 /// The error a receive into a NULL buffer gets: `EAGAIN` when it would not block-and-copy
@@ -557,6 +565,7 @@ fn recv_dgram(s: &SockRef, buf: &mut [u8], flags: i32) -> Res<(usize, Option<Soc
         if nonblocking(s, flags) {
             return Err(Errno::AGAIN);
         }
+        want_data(c, s);
         match wait_for(s, deadline, |e, v| v.rx_avail >= DGRAM_HDR as u64 || e & ERR != 0)? {
             Woke::TimedOut => return Err(Errno::AGAIN),
             Woke::Check => {}

@@ -176,19 +176,23 @@ const CHILD_TO_COME: Holder = (0, 0);
 
 /// Sockets shared between processes (after `fork`), like Linux files: how many region slots or
 /// unclaimed tickets name each backing (it is closed when the last goes), and which slot gets
-/// the received bytes — one queue cannot be split between rings, so the slot that last used the
-/// socket (a command, or `Join`: the child) reads it.
+/// the received bytes — one queue cannot be split between rings, so the slot that last showed
+/// interest in reading (any command but `Send`, including the empty `RecvWindow` the shim posts
+/// before a `recv` sleeps; `Join`/`Inherit`: the child) reads it. Bytes left unread in the ring
+/// of a holder that closes go to the next reader first.
 #[derive(Default)]
 struct Shares(HashMap<Backing, Share>);
 
 struct Share {
     refs: u32,
     reader: Option<Holder>,
+    /// Received bytes (records, for datagrams) a closed holder left unread.
+    pending: Vec<u8>,
 }
 
 impl Shares {
     fn add(&mut self, b: Backing) {
-        self.0.entry(b).or_insert(Share { refs: 0, reader: None }).refs += 1;
+        self.0.entry(b).or_insert(Share { refs: 0, reader: None, pending: Vec::new() }).refs += 1;
     }
 
     /// `who` used the socket (or, [`CHILD_TO_COME`], forked): it reads from now on.
@@ -201,6 +205,25 @@ impl Shares {
     /// Whether received bytes go to `who`'s ring (the first to ask when no slot reads).
     fn reads(&mut self, b: Backing, who: Holder) -> bool {
         self.0.get_mut(&b).is_none_or(|s| *s.reader.get_or_insert(who) == who)
+    }
+
+    /// Keeps bytes a closing holder left unread, for the next reader.
+    fn stash(&mut self, b: Backing, unread: Vec<u8>) {
+        if let Some(s) = self.0.get_mut(&b) {
+            s.pending.extend_from_slice(&unread);
+        }
+    }
+
+    /// Hands stashed bytes to `write` (the reader's ring); true when none are left.
+    fn unstash(&mut self, b: Backing, write: impl FnOnce(&[u8]) -> usize) -> bool {
+        match self.0.get_mut(&b) {
+            Some(s) if !s.pending.is_empty() => {
+                let n = write(&s.pending);
+                s.pending.drain(..n);
+                s.pending.is_empty()
+            }
+            _ => true,
+        }
     }
 
     /// Drops one reference (of slot `who`, or of an unclaimed ticket); true if it was the last.
@@ -400,29 +423,38 @@ impl IpcServer {
     fn serve(&mut self, i: usize, engine: &mut Engine, now: Instant) -> bool {
         let mut work = false;
         let Self { clients, common, .. } = self;
-        let c = &mut clients[i];
-        if c.gone {
+        if clients[i].gone {
             return false;
         }
         for _ in 0..CMD_BUDGET {
-            match c.region.next_command() {
+            match clients[i].region.next_command() {
                 Ok(None) => break,
                 Ok(Some(Request { id, command })) => {
                     work = true;
                     common.counters.commands += 1;
-                    if let Some(k) = command.socket().and_then(|s| c.socks.get(&s.0)) {
-                        common.shares.touch(k.backing, (c.id, command.socket().map_or(0, |s| s.0)));
+                    let spawned = match command {
+                        Command::Inherit { slot } => spawned_from(clients, i, slot, common),
+                        _ => None,
+                    };
+                    let c = &mut clients[i];
+                    let sock =
+                        command.socket().filter(|_| !matches!(command, Command::Send { .. }));
+                    if let Some(k) = sock.and_then(|s| c.socks.get(&s.0)) {
+                        common.shares.touch(k.backing, (c.id, sock.map_or(0, |s| s.0)));
                     }
-                    if let Some((result, payload)) = execute(c, engine, now, command, common) {
+                    if let Some((result, payload)) =
+                        execute(c, engine, now, command, common, spawned)
+                    {
                         let _ = c.region.complete(Completion { id, result, payload });
                     }
                 }
                 Err(ServiceError::Invalid { id, error }) => {
                     work = true;
                     common.counters.invalid += 1;
-                    tracing::debug!(pid = c.pid, id = id.0, ?error, "invalid command");
+                    tracing::debug!(pid = clients[i].pid, id = id.0, ?error, "invalid command");
                 }
                 Err(ServiceError::Poisoned(reason)) => {
+                    let c = &mut clients[i];
                     tracing::warn!(pid = c.pid, ?reason, "region poisoned: dropping the client");
                     common.counters.poisoned += 1;
                     c.gone = true;
@@ -430,6 +462,7 @@ impl IpcServer {
                 }
             }
         }
+        let c = &mut clients[i];
         let keys: Vec<u32> = c.socks.keys().copied().collect();
         for k in keys {
             work |= pump(c, SocketIndex(k), engine, now, common);
@@ -762,6 +795,7 @@ fn execute(
     now: Instant,
     cmd: Command,
     x: &mut Common,
+    spawned: Option<Inherited>,
 ) -> Answer {
     let none = Payload::None;
     let backing = |c: &Client, s: SocketIndex| c.socks.get(&s.0).map(|k| k.backing);
@@ -888,7 +922,7 @@ fn execute(
             Backing::Udp(_) => (err(TcpError::NotConnected.errno()), none),
         },
         Command::Fork => (fork_ticket(c, now, x), none),
-        Command::Inherit { slot } => (inherit_after_exec(c, slot, engine, x), none),
+        Command::Inherit { slot } => (inherit_after_exec(c, slot, engine, x, spawned), none),
         Command::Join { ticket } => (join_ticket(c, ticket, x), none),
         Command::Close { sock } => {
             close_sock(c, sock, engine, now, x);
@@ -987,6 +1021,9 @@ fn abort_backing(engine: &mut Engine, now: Instant, b: Backing) {
 fn close_sock(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &mut Common) {
     let Some(k) = c.socks.remove(&s.0) else { return };
     let last = x.shares.release(k.backing, Some((c.id, s.0)));
+    if !last {
+        x.shares.stash(k.backing, c.region.rx_unread(s));
+    }
     if last && k.reuse_port {
         x.reuse_port.retain(|_, b| *b != k.backing);
     }
@@ -1112,6 +1149,11 @@ fn exec_survivors(pid: u32) -> Vec<u32> {
     if pid == 0 || !running(pid) {
         return Vec::new();
     }
+    marked_eventfds(pid).into_iter().map(|(slot, _)| slot).collect()
+}
+
+/// The Joyride-marked eventfds process `pid` holds: (slot, the eventfd's system-wide id).
+fn marked_eventfds(pid: u32) -> Vec<(u32, u64)> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
     let mut slots = Vec::new();
     for e in dir.flatten() {
@@ -1125,15 +1167,38 @@ fn exec_survivors(pid: u32) -> Vec<u32> {
             e.file_name().to_string_lossy()
         ))
         .unwrap_or_default();
-        let count = info
-            .lines()
-            .find_map(|l| l.strip_prefix("eventfd-count:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+        let field = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        let count = field("eventfd-count:").and_then(|v| u64::from_str_radix(v, 16).ok());
+        let id = field("eventfd-id:").and_then(|v| v.parse().ok()).unwrap_or(0);
         if let Some(slot) = count.and_then(joyride_ipc::inherited::slot_of) {
-            slots.push(slot);
+            slots.push((slot, id));
         }
     }
     slots
+}
+
+/// The parent of process `pid` (`PPid:` in `/proc/PID/status`).
+fn parent_pid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// `Inherit` from a process that did not exec from a client itself — a `vfork`/`posix_spawn`
+/// child whose parent is client `clients[i]`'s parent: the socket at `slot` of that parent, if
+/// the child holds the very eventfd (same system-wide `eventfd-id`) the parent holds for it.
+fn spawned_from(clients: &[Client], i: usize, slot: u32, x: &Common) -> Option<Inherited> {
+    let c = &clients[i];
+    if x.execs.get(&c.pid).is_some_and(|h| h.iter().any(|h| h.slot == slot)) {
+        return None; // an exec'd image: its own held socket
+    }
+    let ppid = parent_pid(c.pid)?;
+    let p = clients.iter().find(|p| p.pid == ppid && !p.gone && p.socks.contains_key(&slot))?;
+    let id = |pid| marked_eventfds(pid).into_iter().find(|&(s, _)| s == slot).map(|(_, id)| id);
+    let mine = id(c.pid)?;
+    (id(ppid)? == mine).then(|| {
+        let k = &p.socks[&slot];
+        Inherited { slot, backing: k.backing, err: k.err, tos: k.tos, unread: Vec::new() }
+    })
 }
 
 /// Whether process `pid` exists and is not exiting (`PF_EXITING` is set before an exiting
@@ -1150,26 +1215,36 @@ fn running(pid: u32) -> bool {
     f.first().is_some_and(|st| *st != "Z" && *st != "X") && flags & PF_EXITING == 0
 }
 
-/// `Inherit`: the new image of a process that exec'd claims one of its surviving sockets.
+/// `Inherit`: the new image of a process that exec'd claims one of its surviving sockets, or
+/// (`spawned`, see [`spawned_from`]) a spawned child shares one of its parent's.
 fn inherit_after_exec(
     c: &mut Client,
     slot: u32,
     engine: &mut Engine,
     x: &mut Common,
+    spawned: Option<Inherited>,
 ) -> Result<u64, Errno> {
     let bad = |e| Err(Errno::new(e).unwrap_or(Errno::INVAL));
-    let Some(held) = x.execs.get_mut(&c.pid) else { return bad(libc_errno::ENOENT) };
-    let Some(pos) = held.iter().position(|i| i.slot == slot) else {
-        return bad(libc_errno::ENOENT);
-    };
     let s = SocketIndex(slot);
-    if c.region.alloc_socket_at(s).is_none() {
+    let held = x.execs.get_mut(&c.pid).and_then(|h| h.iter().position(|i| i.slot == slot));
+    if (held.is_some() || spawned.is_some()) && c.region.alloc_socket_at(s).is_none() {
         return bad(libc_errno::EBUSY);
     }
-    let i = held.swap_remove(pos);
-    if held.is_empty() {
-        x.execs.remove(&c.pid);
-    }
+    let i = match (held, spawned) {
+        (Some(pos), _) => {
+            let h = x.execs.get_mut(&c.pid).map(|h| (h.swap_remove(pos), h.is_empty()));
+            let Some((i, empty)) = h else { return bad(libc_errno::ENOENT) };
+            if empty {
+                x.execs.remove(&c.pid);
+            }
+            i
+        }
+        (None, Some(i)) => {
+            x.shares.add(i.backing);
+            i
+        }
+        (None, None) => return bad(libc_errno::ENOENT),
+    };
     let mut k = Sock::new(i.backing);
     (k.err, k.tos) = (i.err, i.tos);
     c.region.rx_write(s, &i.unread);
@@ -1376,7 +1451,11 @@ fn get_opt(
 /// Moves data between socket `s`'s rings and the stack. Returns whether anything moved.
 fn pump(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &mut Common) -> bool {
     let Some(k) = c.socks.get_mut(&s.0) else { return false };
-    let reads = x.shares.reads(k.backing, (c.id, s.0));
+    let mut reads = x.shares.reads(k.backing, (c.id, s.0));
+    if reads {
+        // What a previous reader left unread comes first.
+        reads = x.shares.unstash(k.backing, |b| c.region.rx_write(s, b));
+    }
     let Common { counters, scratch, .. } = x;
     let mut moved = false;
     match k.backing {

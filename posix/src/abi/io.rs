@@ -443,7 +443,7 @@ pub unsafe extern "C" fn sendfile64(out: c_int, inp: c_int, off: *mut off_t, n: 
 /// C ABI; no pointer arguments.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if fdtable::is_ours(fd) {
+    if fdtable::is_ours(fd) && !sys::in_vfork_child() {
         edge(|| socket::close(fd).map(|()| 0))
     } else {
         // SAFETY: forwarded unchanged.
@@ -463,7 +463,7 @@ pub unsafe extern "C" fn close_range(
 ) -> c_int {
     // SAFETY: forwarded unchanged.
     let r = unsafe { next::close_range(first, last, flags) };
-    if r == 0 && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+    if r == 0 && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 && !sys::in_vfork_child() {
         fdtable::forget_range(first, last);
     }
     r
@@ -482,7 +482,7 @@ fn source(fd: c_int) -> Route2 {
 /// C ABI; no pointer arguments.
 #[no_mangle]
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
-    if !fdtable::is_ours(fd) {
+    if !fdtable::is_ours(fd) || sys::in_vfork_child() {
         // SAFETY: forwarded unchanged.
         return unsafe { next::dup(fd) };
     }
@@ -509,7 +509,7 @@ fn dup_to(fd: c_int, to: c_int, flags: c_int) -> Res<c_int> {
 /// C ABI; no pointer arguments.
 #[no_mangle]
 pub unsafe extern "C" fn dup2(fd: c_int, to: c_int) -> c_int {
-    if fd == to || !(fdtable::is_ours(fd) || fdtable::is_ours(to)) {
+    if fd == to || !(fdtable::is_ours(fd) || fdtable::is_ours(to)) || sys::in_vfork_child() {
         // SAFETY: forwarded unchanged.
         return unsafe { next::dup2(fd, to) };
     }
@@ -522,7 +522,7 @@ pub unsafe extern "C" fn dup2(fd: c_int, to: c_int) -> c_int {
 /// C ABI; no pointer arguments.
 #[no_mangle]
 pub unsafe extern "C" fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int {
-    if fd == to || !(fdtable::is_ours(fd) || fdtable::is_ours(to)) {
+    if fd == to || !(fdtable::is_ours(fd) || fdtable::is_ours(to)) || sys::in_vfork_child() {
         // SAFETY: forwarded unchanged.
         return unsafe { next::dup3(fd, to, flags) };
     }

@@ -25,6 +25,7 @@ pub mod sock;
 static AT_LOAD: extern "C" fn() = at_load;
 
 extern "C" fn at_load() {
+    crate::libc_next::note_owner();
     let _ = catch_unwind(crate::socket::inherit_after_exec);
 }
 

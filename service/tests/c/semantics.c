@@ -9,13 +9,17 @@
  *  numbers  dup2 onto 1000 and select() on it; RLIMIT_NOFILE gives EMFILE
  *  handler  socket calls from inside a signal handler
  *  reuse    SO_REUSEPORT: two processes listen on one port, both get connections
- *  loop     127.0.0.1 and the host's own address reach a local listener */
+ *  loop     127.0.0.1 and the host's own address reach a local listener
+ *  crash    a process killed holding connections: the peer sees FIN, or RST where data was
+ *           left unread
+ *  spawn    posix_spawn (vfork + exec): a socket passed as the child's stdout */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,8 +329,74 @@ static void loop(const char *self) {
     close(l);
 }
 
+static void crash(const char *self) {
+    int port = 0;
+    int l = listener(&port, 0);
+    int sync[2];
+    CHECK(pipe(sync) == 0);
+    pid_t p = fork();
+    CHECK(p >= 0);
+    if (p == 0) {
+        int quiet = dial(self, port), unread = dial(self, port);
+        CHECK(write(sync[1], "c", 1) == 1);
+        pause(); /* killed here, holding both */
+        (void)quiet; (void)unread;
+        _exit(0);
+    }
+    int a = accept(l, NULL, NULL), b = accept(l, NULL, NULL);
+    CHECK(a >= 0 && b >= 0);
+    char c;
+    CHECK(read(sync[0], &c, 1) == 1);
+    CHECK(write(b, "data the child never reads", 26) == 26); /* unread at the kill */
+    usleep(100000);
+    CHECK(kill(p, SIGKILL) == 0);
+    CHECK(waitpid(p, NULL, 0) == p);
+    char buf[8];
+    struct pollfd pf[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
+    for (int i = 0; i < 40 && (pf[0].revents == 0 || pf[1].revents == 0); i++) poll(pf, 2, 50);
+    errno = 0;
+    ssize_t ra = read(a, buf, sizeof buf);
+    int ea = errno;
+    errno = 0;
+    ssize_t rb = read(b, buf, sizeof buf);
+    int eb = errno;
+    printf("crash: idle connection: read %zd %s; connection with unread data: read %zd %s\n",
+           ra, ra < 0 ? strerrorname_np(ea) : "-", rb, rb < 0 ? strerrorname_np(eb) : "-");
+    close(a); close(b); close(l); close(sync[0]); close(sync[1]);
+}
+
+static void spawn(const char *self, const char *echo_ip, int echo_port) {
+    int s = dial(echo_ip, echo_port);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, s, 1);
+    /* The child writes with write(2): stdio's own writes are glibc-internal calls that no
+     * LD_PRELOAD shim sees (posix/README.md). */
+    char *argv[] = { (char *)self, "--write-stdout", "spawned child writes to the socket", NULL };
+    extern char **environ;
+    pid_t p;
+    CHECK(posix_spawn(&p, self, &fa, NULL, argv, environ) == 0);
+    int st;
+    CHECK(waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char got[128];
+    int n = 0;
+    while (n < (int)sizeof got - 1) {
+        ssize_t r = read(s, got + n, 1);
+        if (r <= 0 || got[n] == '\n') break;
+        n++;
+    }
+    got[n] = 0;
+    printf("spawn: echoed back: %s\n", got);
+    posix_spawn_file_actions_destroy(&fa);
+    close(s);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 3 && strcmp(argv[1], "--write-stdout") == 0) {
+        size_t n = strlen(argv[2]);
+        return write(1, argv[2], n) == (ssize_t)n && write(1, "\n", 1) == 1 ? 0 : 1;
+    }
     if (argc != 4) {
         fprintf(stderr, "usage: semantics SELF_IP ECHO_IP ECHO_PORT\n");
         return 2;
@@ -339,6 +409,8 @@ int main(int argc, char **argv) {
     handler(argv[2], port);
     reuse(argv[1]);
     loop(argv[1]);
+    crash(argv[1]);
+    spawn("/proc/self/exe", argv[2], port);
     printf("done\n");
     return 0;
 }
