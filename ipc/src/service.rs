@@ -499,6 +499,11 @@ impl ServiceRegion {
             .map_or(0, |sh| u64::from(self.layout.config.rx_buf) - (sh.rx_head - sh.rx_tail))
     }
 
+    /// Bytes ever written into the socket's rx ring (its stream position).
+    pub fn rx_head(&self, s: SocketIndex) -> u64 {
+        self.shadow(s).map_or(0, |sh| sh.rx_head)
+    }
+
     /// A copy of the bytes in the rx ring that the app has not consumed (by the service's
     /// accounting): what a forked child inherits.
     pub fn rx_unread(&self, s: SocketIndex) -> Vec<u8> {

@@ -104,6 +104,9 @@ struct Sock {
     tos: u32,
     /// `SO_REUSEPORT` as set.
     reuse_port: bool,
+    /// The rx ring position up to which a forked child (or exec'd image) got a copy of what
+    /// was unread: on close, only what came after is handed to the next reader.
+    given_upto: u64,
     /// A datagram that did not fit the rx ring yet (record bytes).
     carry: Vec<u8>,
     /// Last published (readiness, error, state).
@@ -119,6 +122,7 @@ impl Sock {
             shut_wr_pending: false,
             tos: 0,
             reuse_port: false,
+            given_upto: 0,
             carry: Vec::new(),
             published: (u32::MAX, 0, 0),
         }
@@ -530,9 +534,12 @@ impl IpcServer {
             let survivors = if poisoned { Vec::new() } else { exec_survivors(c.pid) };
             let keys: Vec<u32> = c.socks.keys().copied().collect();
             for k in keys {
-                if let Some(s) = c.socks.get(&k).filter(|_| survivors.contains(&k)) {
+                let head = c.region.rx_head(SocketIndex(k));
+                if let Some(s) = c.socks.get_mut(&k).filter(|_| survivors.contains(&k)) {
                     // One more reference, held for the new image; the old slot then closes
                     // like a forked parent's copy (its unsent bytes still go out).
+                    s.given_upto = head;
+                    let s = &c.socks[&k];
                     let i = inherit(&c, k, s);
                     self.common.shares.add(s.backing);
                     self.common.shares.touch(s.backing, CHILD_TO_COME);
@@ -1022,7 +1029,10 @@ fn close_sock(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant,
     let Some(k) = c.socks.remove(&s.0) else { return };
     let last = x.shares.release(k.backing, Some((c.id, s.0)));
     if !last {
-        x.shares.stash(k.backing, c.region.rx_unread(s));
+        let unread = c.region.rx_unread(s);
+        let tail = c.region.rx_head(s) - unread.len() as u64;
+        let given = (k.given_upto.saturating_sub(tail) as usize).min(unread.len());
+        x.shares.stash(k.backing, unread[given..].to_vec());
     }
     if last && k.reuse_port {
         x.reuse_port.retain(|_, b| *b != k.backing);
@@ -1114,7 +1124,10 @@ fn bind_reuse_port(
 }
 
 /// `Fork`: snapshots the client's sockets into a ticket that holds a reference to each.
-fn fork_ticket(c: &Client, now: Instant, x: &mut Common) -> Result<u64, Errno> {
+fn fork_ticket(c: &mut Client, now: Instant, x: &mut Common) -> Result<u64, Errno> {
+    for (&slot, k) in c.socks.iter_mut() {
+        k.given_upto = c.region.rx_head(SocketIndex(slot));
+    }
     let mut socks = Vec::with_capacity(c.socks.len());
     for (&slot, k) in &c.socks {
         x.shares.add(k.backing);
