@@ -5,6 +5,8 @@
 #   a. both ends under `joyride run` on ONE joyrided (traffic to the service's own IP: the
 #      engine's local path — TCP looped back inside the engine, UDP delivered to the socket);
 #   b. two joyrided joined by the shared-memory wire (`shm:` backend), one application on each;
+#   d. the client under `joyride run` (joyrided on AF_PACKET, a veth, its own namespace), the
+#      server on the kernel in the veth's other namespace (TSO/GSO off there);
 #   c. both ends on the kernel: two namespaces joined by a veth, TSO/GSO off on both ends (the
 #      link Joyride's AF_PACKET runs use), and as shipped (TSO/GSO on).
 # Every process is pinned with taskset; the script prints where each one ran (its affinity and
@@ -18,6 +20,7 @@
 # Pinning (C0, C1 = the two cores of CPUS, default the first two this shell may use):
 #   a: joyrided on C0, both applications on C1;
 #   b: joyrided A and the server on C0, joyrided B and the client on C1;
+#   d: joyrided on C0, the client and the (kernel) server on C1;
 #   c: the client on C0, the server on C1 (the kernel's stack runs in their contexts/softirqs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -214,6 +217,23 @@ B_STAT2=$(engine_stat "$TMP/b2.sock")
 stop "$B_JD2"
 stop "$B_JD1"
 
+# --- d. a client on Joyride (AF_PACKET), the server on the kernel ---
+pair "$TAG-dj" "$TAG-dl" "${TAG}dj" "${TAG}dl"
+ip -n "$TAG-dj" link set "${TAG}dj" up
+ip -n "$TAG-dl" addr add 10.94.4.1/24 dev "${TAG}dl"
+ip netns exec "$TAG-dl" ethtool -K "${TAG}dl" tso off gso off >/dev/null
+ip -n "$TAG-dl" link set "${TAG}dl" up
+JD_PFX=(ip netns exec "$TAG-dj" taskset -c "$C0")
+start_joyrided "$TMP/d.jd" --backend "af-packet:${TAG}dj" --ip 10.94.4.2/24 --socket "$TMP/d.sock"
+D_JD=$JD_PID
+SRV_PFX=(ip netns exec "$TAG-dl" taskset -c "$C1")
+CLI_PFX=(taskset -c "$C1" "$JOYRIDE" run --socket "$TMP/d.sock" --)
+DST=10.94.4.1 SRV_BIND=10.94.4.1
+EXTRA_WHERE=("joyrided $D_JD")
+measure d
+D_STAT=$(engine_stat "$TMP/d.sock")
+stop "$D_JD"
+
 # --- c. the kernel: two namespaces on a veth ---
 pair "$TAG-kc" "$TAG-ks" "${TAG}kc" "${TAG}ks"
 ip -n "$TAG-kc" addr add 10.94.3.1/24 dev "${TAG}kc"; ip -n "$TAG-kc" link set "${TAG}kc" up
@@ -228,10 +248,11 @@ ip netns exec "$TAG-ks" ethtool -K "${TAG}ks" tso off gso off >/dev/null
 measure knogso
 
 # --- report ---
-NAMES=(a b knogso kship)
+NAMES=(a b d knogso kship)
 declare -A LABEL=(
   [a]="a. Joyride<->Joyride, one joyrided"
   [b]="b. Joyride<->Joyride, 2 joyrided, shm"
+  [d]="d. Joyride->kernel, AF_PACKET, veth"
   [knogso]="c. kernel<->kernel, veth, TSO/GSO off"
   [kship]="c. kernel<->kernel, veth, as shipped"
 )
@@ -251,7 +272,7 @@ ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 echo
 echo "ratio Joyride / kernel, UDP and TCP p50 / p99 / p99.9, then iperf3 (latency: >1 = Joyride"
 echo "slower; iperf3: <1 = Joyride slower); knogso = kernel with TSO/GSO off, kship = as shipped"
-for s in a b; do
+for s in a b d; do
   for base in knogso kship; do
     line="${s} / ${base}:"
     for p in udp tcp; do
@@ -267,3 +288,4 @@ echo "dropped (UDP/TCP):      $(for s in "${NAMES[@]}"; do printf '%s %s/%s  ' "
 echo "engine counters after the runs: a: $A_STAT"
 echo "  b, joyrided A: $B_STAT1"
 echo "  b, joyrided B: $B_STAT2"
+echo "  d: $D_STAT"
