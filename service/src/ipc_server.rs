@@ -841,9 +841,6 @@ fn execute(
         Command::Inherit { slot } => (inherit_after_exec(c, slot, engine, x, spawned), none),
         Command::Join { ticket } => (join_ticket(c, ticket, x), none),
         Command::Close { sock } => {
-            if let Some(Backing::Tcp(id)) = backing(c, sock) {
-                tracing::warn!(pid = c.pid, s = sock.0, st = ?engine.tcp().state(id), l = ?engine.tcp().local_addr(id), p = ?engine.tcp().peer_addr(id), unread = c.region.rx_space(sock), "DBG close");
-            }
             close_sock(c, sock, engine, now, x);
             (Ok(0), none)
         }
