@@ -370,11 +370,19 @@ pub(crate) fn connect(s: &SockRef, addr: SockAddr) -> Res<()> {
                 return Err(Errno::INPROGRESS);
             }
             let deadline = Deadline::after(timeout_of(s.sndtimeo_us.load(Ordering::Relaxed)));
-            let w = wait_for(s, deadline, |e, v| {
+            // `Woke::Check` only means "look again" (another thread's wake-up, a poke): the
+            // connect is over only once the slot shows its outcome.
+            let done = |e: u32, v: &SlotView| {
                 e & (OUT | ERR | HUP) != 0 || v.ready & (OUT | ERR | HUP) != 0
-            })?;
-            if w == Woke::TimedOut {
-                return Err(Errno::INPROGRESS);
+            };
+            loop {
+                if wait_for(s, deadline, done)? == Woke::TimedOut {
+                    return Err(Errno::INPROGRESS);
+                }
+                let (e, v) = events_and_slot(s);
+                if done(e, &v) {
+                    break;
+                }
             }
             let (_, v) = events_and_slot(s);
             s.clear(flag::CONNECTING);

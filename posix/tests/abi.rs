@@ -69,6 +69,8 @@ fn close_while_blocked_and_threads() {
     // Linux keeps the blocked recv running on the still-open socket after close().
     assert!(out.contains("reader still blocked: 1\nreader got 2"), "{out}");
     assert!(out.contains("reader after shutdown 0"), "{out}");
+    // Other threads' wake-ups do not end a blocking connect that has not finished.
+    assert!(out.contains("connect, queue full, woken   -1 EINPROGRESS"), "{out}");
 }
 
 #[test]

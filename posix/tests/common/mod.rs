@@ -317,17 +317,21 @@ fn handle(
             let Some(sa) = sockaddr_in(&addr) else { return Some((err(libc::EAFNOSUPPORT), none)) };
             // SAFETY: valid sockaddr_in.
             let r = unsafe { libc::connect(fd, (&sa as *const libc::sockaddr_in).cast(), 16) };
+            let e = errno();
             let b = c.socks.get_mut(&sock.0)?;
-            if r == 0 {
+            let r = if r == 0 {
                 b.st = St::Connected;
-                (Ok(0), none)
+                Ok(0)
             } else {
-                let e = errno();
                 if e == libc::EINPROGRESS {
                     b.st = St::Connecting;
                 }
-                (err(e), none)
-            }
+                err(e)
+            };
+            // Publish the connecting state before the answer (as joyrided does), so the app
+            // never takes a fresh socket's `OUT|HUP` for a finished connect.
+            publish(c, sock);
+            (r, none)
         }
         Command::Send { sock, len, dest, .. } => {
             let b = c.socks.get(&sock.0)?;
