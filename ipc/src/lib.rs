@@ -61,8 +61,8 @@ pub use layout::{Layout, LayoutError, RegionConfig};
 pub use service::{CommandError, PoisonReason, Request, ServiceError, ServiceRegion, ServiceStats};
 pub use shm::{Doorbell, Region};
 pub use wire::{
-    inherited, Command, Completion, DecodeError, Domain, Entry, Errno, OptLevel, OptValue, Payload, Protocol,
-    Readiness, RequestId, SendFlags, Shutdown, SockAddr, SockOpt, SockType, SocketIndex,
+    inherited, Command, Completion, DecodeError, Domain, Entry, Errno, OptLevel, OptValue, Payload,
+    Protocol, Readiness, RequestId, SendFlags, Shutdown, SockAddr, SockOpt, SockType, SocketIndex,
     SocketStat, ADDR_LEN, OPT_MAX,
 };
 
