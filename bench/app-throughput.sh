@@ -12,6 +12,7 @@
 #   sudo bench/app-throughput.sh                 # SECS=5 per wrk run, N=100000 redis requests
 #   sudo BIN=target/release bench/app-throughput.sh
 #   sudo PLOT=bench/app-throughput.png bench/app-throughput.sh   # also a bar chart (gnuplot)
+#   sudo STACKS=joyride bench/app-throughput.sh                  # one side only (profiling)
 #
 # Pinning (C0, C1 = the first two CPUs of CPUS): the server on C0, the client on C1; joyrided
 # on C0 beside the server (on 2 cores the service's busy-poll has to share a core with someone;
@@ -125,7 +126,7 @@ CONF
 mkdir -p "$TMP/www"
 head -c 612 /dev/zero | tr '\0' x >"$TMP/www/index.html" # nginx's default page size
 
-for stack in joyride kernel; do
+for stack in ${STACKS:-joyride kernel}; do
   a=$(addr $stack)
   # redis
   srv $stack redis-server --port 6379 --bind 0.0.0.0 --protected-mode no --save "" \

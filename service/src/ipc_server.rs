@@ -31,7 +31,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use joyride_base::Instant;
+use joyride_base::{BuildIdHasher, Instant};
 use joyride_ip::host::UdpHandle;
 use joyride_ipc::{
     Command, Completion, Errno, OptLevel, OptValue, Payload, Readiness, RegionConfig, Request,
@@ -143,7 +143,7 @@ struct Client {
     pid: u32,
     conn: UnixStream,
     region: ServiceRegion,
-    socks: HashMap<u32, Sock>,
+    socks: HashMap<u32, Sock, BuildIdHasher>,
     gone: bool,
 }
 
@@ -320,7 +320,14 @@ impl IpcServer {
             tracing::info!(pid, "application connected");
             self.common.counters.clients += 1;
             let id = self.common.counters.clients;
-            self.clients.push(Client { id, pid, conn, region, socks: HashMap::new(), gone: false });
+            self.clients.push(Client {
+                id,
+                pid,
+                conn,
+                region,
+                socks: HashMap::default(),
+                gone: false,
+            });
         }
         while let Ok((mut conn, _)) = self.ctl.accept() {
             work = true;

@@ -4,7 +4,6 @@
 //! outbound ones leave through [`TcpStack::poll_transmit`], and [`TcpStack::poll_at`] tells the
 //! caller when to poll next. Time is always passed in as `now`.
 
-use core::hash::{BuildHasherDefault, Hasher};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::vec::Vec;
@@ -28,28 +27,11 @@ const EPHEMERAL: (u16, u16) = (49152, 65535);
 /// A connection 4-tuple: (local, remote).
 type FourTuple = (SocketAddrV4, SocketAddrV4);
 
-/// The hasher of the socket table: ids are the table's own sequential numbers, never chosen by
-/// a peer, so one multiplication spreads them (std's keyed SipHash cost ~100 instructions on
-/// each of the several lookups per segment). Tables keyed by what peers send (the 4-tuple
-/// demultiplexer) keep SipHash against hash flooding.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = (self.0 ^ u64::from(v)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type IdMap<V> = HashMap<SocketId, V, BuildHasherDefault<IdHasher>>;
+/// The socket table's maps: ids are the table's own sequential numbers, never chosen by a peer,
+/// so one multiplication spreads them (std's keyed SipHash costs ~100 instructions on each of the
+/// several lookups per segment). Tables keyed by what peers send (the 4-tuple demultiplexer)
+/// keep SipHash against hash flooding.
+type IdMap<V> = HashMap<SocketId, V, joyride_base::BuildIdHasher>;
 
 /// A listening socket's queues (RFC 9293 §3.10.1 passive OPEN with a backlog).
 #[derive(Debug, Default)]

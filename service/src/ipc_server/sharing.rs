@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
 
-use joyride_base::Instant;
+use joyride_base::{BuildIdHasher, Instant};
 use joyride_ipc::{Errno, SocketIndex};
 use joyride_tcp::State;
 
@@ -48,7 +48,7 @@ pub(super) const CHILD_TO_COME: Holder = (0, 0);
 /// before a `recv` sleeps; `Join`/`Inherit`: the child) reads it. Bytes left unread in the ring
 /// of a holder that closes go to the next reader first.
 #[derive(Default)]
-pub(super) struct Shares(pub(super) HashMap<Backing, Share>);
+pub(super) struct Shares(pub(super) HashMap<Backing, Share, BuildIdHasher>);
 
 pub(super) struct Share {
     pub(super) refs: u32,
