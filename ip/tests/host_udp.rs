@@ -144,6 +144,45 @@ fn loopback_to_own_address() {
 }
 
 #[test]
+fn loopback_127_like_linux() {
+    let (mut a, _) = pair();
+    let lo = |p| SocketAddrV4::new(Ipv4Addr::LOCALHOST, p);
+    // A socket bound to 127.0.0.1 (any 127/8 address binds) and a wildcard client.
+    let srv = a.udp().open().unwrap();
+    a.udp().bind(srv, lo(0)).unwrap();
+    let port = a.udp().local_addr(srv).unwrap().port();
+    let other = a.udp().open().unwrap();
+    a.udp().bind(other, SocketAddrV4::new(Ipv4Addr::new(127, 1, 2, 3), 0)).unwrap();
+    let cli = a.udp().open().unwrap();
+    a.udp_send_to(ms(0), cli, Some(lo(port)), b"ping").unwrap();
+    let mut buf = [0u8; 8];
+    let m = a.udp_recv_from(srv, &mut buf).unwrap();
+    // From 127.0.0.1 (the source Linux picks towards 127/8) and the client's ephemeral port.
+    let cport = a.udp().local_addr(cli).unwrap().port();
+    assert_eq!((&buf[..m.len], m.from), (&b"ping"[..], lo(cport)));
+    // The bound socket answers from its own address.
+    a.udp_send_to(ms(0), srv, Some(m.from), b"pong").unwrap();
+    let m = a.udp_recv_from(cli, &mut buf).unwrap();
+    assert_eq!((&buf[..m.len], m.from), (&b"pong"[..], lo(port)));
+    // A socket bound to our own address does not get datagrams for 127.0.0.1.
+    let mine = a.udp().open().unwrap();
+    a.udp().bind(mine, SocketAddrV4::new(IP_A, 0)).unwrap();
+    let mport = a.udp().local_addr(mine).unwrap().port();
+    let r = a.udp_send_to(ms(0), cli, Some(lo(mport)), b"x");
+    assert_eq!(r, Err(UdpError::ConnectionRefused));
+    // Connected to a loopback peer: getsockname shows 127.0.0.1.
+    a.udp_connect(cli, lo(port)).unwrap();
+    assert_eq!(a.udp().local_addr(cli).unwrap(), lo(cport));
+    a.udp_send_to(ms(0), cli, None, b"again").unwrap();
+    assert_eq!(a.udp_recv_from(srv, &mut buf).unwrap().from, lo(cport));
+    // A loopback source never leaves the host (Linux: EINVAL); nothing reaches the wire.
+    drain(&mut a, ms(0));
+    let far = SocketAddrV4::new(IP_B, 9);
+    assert_eq!(a.udp_send_to(ms(0), srv, Some(far), b"x"), Err(UdpError::InvalidInput));
+    assert!(drain(&mut a, ms(0)).is_empty());
+}
+
+#[test]
 fn pool_exhaustion_is_eagain_not_growth() {
     let cfg = HostConfig { tx_slots: 8, ..HostConfig::default() };
     let mut a = host(MAC_A, IP_A, cfg);

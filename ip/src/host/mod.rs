@@ -340,7 +340,9 @@ impl Host {
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddrV4) -> Result<(), UdpError> {
         match self.iface.route(*peer.ip()) {
             Err(RouteError::NoRoute) => return Err(UdpError::NetworkUnreachable),
-            Err(RouteError::Local) if *peer.ip() != self.iface.addr() => {
+            Err(RouteError::Local)
+                if *peer.ip() != self.iface.addr() && !peer.ip().is_loopback() =>
+            {
                 return Err(UdpError::InvalidInput)
             }
             _ => {}
@@ -349,8 +351,10 @@ impl Host {
     }
 
     /// `sendto` on a UDP socket (`dst` `None`: the connected peer). Datagrams larger than
-    /// the MTU are fragmented. A datagram to our own address is delivered locally. Returns
-    /// the bytes sent.
+    /// the MTU are fragmented. A datagram to our own address or to 127.0.0.0/8 is delivered
+    /// locally (from the bound address, else 127.0.0.1 to a loopback address and ours to
+    /// ours); a socket bound to a loopback address cannot send anywhere else (`EINVAL`, as
+    /// Linux's routing refuses a loopback source off `lo`). Returns the bytes sent.
     pub fn udp_send_to(
         &mut self,
         now: Instant,
@@ -360,8 +364,14 @@ impl Host {
     ) -> Result<usize, UdpError> {
         let (src_port, dst) = self.udp.prepare_send(h, dst, data.len())?;
         let me = self.iface.addr();
-        if *dst.ip() == me {
-            let src = SocketAddrV4::new(me, src_port);
+        let bound = self.udp.bound_ip(h).filter(|ip| !ip.is_unspecified());
+        if *dst.ip() == me || dst.ip().is_loopback() {
+            let src_ip = match bound {
+                Some(ip) => ip,
+                None if dst.ip().is_loopback() => Ipv4Addr::LOCALHOST,
+                None => me,
+            };
+            let src = SocketAddrV4::new(src_ip, src_port);
             return match self.udp.deliver(src, dst, data) {
                 Delivery::Queued(_) => {
                     self.counters.udp_looped += 1;
@@ -373,6 +383,9 @@ impl Host {
                 }
                 Delivery::NoSocket => Err(UdpError::ConnectionRefused),
             };
+        }
+        if bound.is_some_and(|ip| ip.is_loopback()) {
+            return Err(UdpError::InvalidInput);
         }
         let repr = UdpRepr { src_port, dst_port: dst.port(), payload: data };
         let checksum = self.config.tx_checksum;

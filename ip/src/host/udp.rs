@@ -325,9 +325,9 @@ impl UdpSockets {
         (0..n).map(|k| lo + ((start + k) % n) as u16).find(|&p| self.port_free_for(p, addr))
     }
 
-    /// `bind`: `addr` must be 0.0.0.0, the host's address or a broadcast address
-    /// (`EADDRNOTAVAIL`); port 0 picks an ephemeral port. A bound socket cannot be rebound
-    /// (`EINVAL`).
+    /// `bind`: `addr` must be 0.0.0.0, the host's address, a loopback address (127.0.0.0/8,
+    /// all local on Linux) or a broadcast address (`EADDRNOTAVAIL`); port 0 picks an
+    /// ephemeral port. A bound socket cannot be rebound (`EINVAL`).
     pub fn bind(&mut self, h: UdpHandle, addr: SocketAddrV4) -> Result<(), UdpError> {
         if self.sock(h)?.local.is_some() {
             return Err(UdpError::InvalidInput);
@@ -335,6 +335,7 @@ impl UdpSockets {
         let ip = *addr.ip();
         if !(ip.is_unspecified()
             || ip == self.local_ip
+            || ip.is_loopback()
             || ip == Ipv4Addr::BROADCAST
             || Some(ip) == self.broadcast_ip)
         {
@@ -390,17 +391,24 @@ impl UdpSockets {
         Ok(())
     }
 
-    /// `getsockname`: 0.0.0.0:0 when unbound; a connected wildcard socket reports the host's
-    /// address (Linux fills the source address at connect).
+    /// `getsockname`: 0.0.0.0:0 when unbound; a connected wildcard socket reports the source
+    /// address its peer is reached from (Linux fills it at connect): 127.0.0.1 for a loopback
+    /// peer, else the host's address.
     pub fn local_addr(&self, h: UdpHandle) -> Result<SocketAddrV4, UdpError> {
         let s = self.sock(h)?;
         Ok(match (s.local, s.peer) {
-            (Some(l), Some(_)) if l.ip().is_unspecified() => {
-                SocketAddrV4::new(self.local_ip, l.port())
+            (Some(l), Some(p)) if l.ip().is_unspecified() => {
+                let ip = if p.ip().is_loopback() { Ipv4Addr::LOCALHOST } else { self.local_ip };
+                SocketAddrV4::new(ip, l.port())
             }
             (Some(l), _) => l,
             (None, _) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
         })
+    }
+
+    /// The address the socket is bound to (0.0.0.0 for the wildcard), `None` while unbound.
+    pub fn bound_ip(&self, h: UdpHandle) -> Option<Ipv4Addr> {
+        self.sock(h).ok()?.local.map(|l| *l.ip())
     }
 
     /// `getpeername`: `ENOTCONN` unless connected.
