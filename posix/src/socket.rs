@@ -103,7 +103,9 @@ pub(crate) fn socket(domain: i32, ty: i32, proto: i32) -> Res<Option<RawFd>> {
         (libc::SOCK_STREAM, libc::IPPROTO_TCP) => (SockType::Stream, Protocol::Tcp),
         (libc::SOCK_DGRAM, 0) => (SockType::Dgram, Protocol::Default),
         (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => (SockType::Dgram, Protocol::Udp),
-        _ => return Err(Errno::PROTONOSUPPORT),
+        // Other protocols (UDP-Lite, SCTP, ICMP echo, MPTCP, …) are the kernel's, and so is the
+        // errno of a bad pairing (`EPROTONOSUPPORT` for SOCK_STREAM + IPPROTO_UDP).
+        _ => return Ok(None),
     };
     match conn::mode() {
         Mode::Kernel => Ok(None),

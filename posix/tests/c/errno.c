@@ -7,6 +7,13 @@ int main(void) {
     int one = 1;
     P("socket bad protocol", socket(AF_INET, SOCK_STREAM, IPPROTO_UDP));
     P("socket dgram bad protocol", socket(AF_INET, SOCK_DGRAM, IPPROTO_TCP));
+    /* Another AF_INET protocol is the kernel's (on Joyride too): a working socket. */
+    int lite = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+    P("socket udplite", lite < 0 ? -1 : 0);
+    int lproto = 0; socklen_t lpl = sizeof lproto;
+    if (lite >= 0) getsockopt(lite, SOL_SOCKET, SO_PROTOCOL, &lproto, &lpl);
+    P("  SO_PROTOCOL", lite < 0 ? IPPROTO_UDPLITE : lproto);
+    close(lite);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(s >= 0);
     struct sockaddr_in a = loopback(0);
