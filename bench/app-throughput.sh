@@ -184,7 +184,7 @@ if [[ -n ${PLOT:-} ]] && command -v gnuplot >/dev/null; then
     echo "set terminal pngcairo size 720,420; set output '$PLOT'"
     echo "set title 'requests/s, both ends on one stack ($(nproc) vCPU, same run)'"
     echo 'set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8'
-    echo 'set ylabel "requests/s"; set yrange [0:*]; set grid ytics; set key top right'
+    echo 'set ylabel "requests/s"; set yrange [0:*]; set grid ytics; set key outside bottom center horizontal'
     echo 'plot $d using 2:xtic(1) title "Joyride (one joyrided)", "" using 3 title "Linux kernel (veth)"'
   } | gnuplot && echo "plot: $PLOT"
 fi
