@@ -1,16 +1,18 @@
-"""CPython's own socket tests (Lib/test/test_socket.py), the AF_INET TCP and UDP classes.
+"""CPython's own socket tests (Lib/test/test_socket.py): the AF_INET TCP and UDP classes, and
+a guard set of classes on the kernel's sockets (AF_UNIX, AF_INET6, UDP-Lite).
 
 Run by service/tests/cpython.rs under `joyride run` (the tests talk to themselves over
 127.0.0.1, which joyrided serves on its loopback path); also runs as is on the kernel:
 
     python3 service/tests/cpython-test_socket.py [EXCLUDE_FILE] [-k SUBSTRING]
 
-Each test of CLASSES runs unless the exclusion file names it ("Class.test_name" or "Class",
+Each test of CLASSES and KERNEL_CLASSES runs unless the exclusion file names it ("Class.test_name" or "Class",
 then the reason after '#'). An excluded name that matches nothing is reported (stale entry).
 Every test gets a watchdog (PER_TEST_S): a hang dumps every thread's stack and exits 3.
 The last line is the summary the Rust test parses:
 
-    cpython test_socket: ran=N passed=N failures=N errors=N skipped=N excluded=N seconds=S
+    cpython test_socket: ran=N passed=N failures=N errors=N skipped=N excluded=N
+        inet_passed=N kernel_passed=N seconds=S
 
 Exit status: 0 when every test that ran passed, 1 otherwise, 77 without the `test` package.
 """
@@ -58,6 +60,31 @@ CLASSES = [
     "InterruptedRecvTimeoutTest",
     "InterruptedSendTimeoutTest",
     "TestExceptions",
+]
+
+# Other families and protocols: the kernel's sockets, which must keep working under the shim
+# (they skip where the kernel lacks IPv6 or UDP-Lite).
+KERNEL_CLASSES = [
+    "BasicSocketPairTest",
+    "TestUnixDomain",
+    "TestLinuxAbstractNamespace",
+    "SendmsgUnixStreamTest",
+    "RecvmsgUnixStreamTest",
+    "RecvmsgIntoUnixStreamTest",
+    "RecvmsgSCMRightsStreamTest",
+    "RecvmsgIntoSCMRightsStreamTest",
+    "SendRecvFdsTests",
+    "CmsgMacroTests",
+    "BasicUDPLITETest",
+    "UDPLITETimeoutTest",
+    "SendmsgUDPLITETest",
+    "RecvmsgUDPLITETest",
+    "RecvmsgIntoUDPLITETest",
+    "SendmsgUDP6Test",
+    "RecvmsgUDP6Test",
+    "RecvmsgIntoUDP6Test",
+    "RecvmsgRFC3542AncillaryUDP6Test",
+    "RecvmsgIntoRFC3542AncillaryUDP6Test",
 ]
 
 PER_TEST_S = 60
@@ -117,7 +144,8 @@ def main():
     suite = unittest.TestSuite()
     used = set()
     excluded = 0
-    for cls_name in CLASSES:
+    added = []  # (class, test id): the suite forgets its tests as it runs them
+    for cls_name in CLASSES + KERNEL_CLASSES:
         cls = getattr(test_socket, cls_name, None)
         if cls is None:
             print(f"note: test_socket has no {cls_name} in this Python version")
@@ -133,6 +161,7 @@ def main():
                 print(f"excluded {short}: {exclude[hit]}")
                 continue
             suite.addTest(t)
+            added.append((cls_name, t.id()))
     for name in sorted(set(exclude) - used):
         if substr is None:
             print(f"note: exclusion {name!r} matches no test in this Python version")
@@ -145,11 +174,20 @@ def main():
         print(f"slow: {name} {dt:.1f} s")
     ran = result.testsRun
     skipped = len(result.skipped)
+    not_passed = [t for t, _ in result.failures + result.errors + result.skipped]
+    not_passed += [t for t, _ in result.expectedFailures] + result.unexpectedSuccesses
     bad = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     passed = ran - skipped - bad - len(result.expectedFailures)
+    not_passed = {t.id() for t in not_passed}
+
+    def passed_in(classes):
+        return sum(1 for c, i in added if c in classes and i not in not_passed)
+
     print(
         f"cpython test_socket: ran={ran} passed={passed} failures={len(result.failures)} "
-        f"errors={len(result.errors)} skipped={skipped} excluded={excluded} seconds={secs:.1f}",
+        f"errors={len(result.errors)} skipped={skipped} excluded={excluded} "
+        f"inet_passed={passed_in(CLASSES)} kernel_passed={passed_in(KERNEL_CLASSES)} "
+        f"seconds={secs:.1f}",
         flush=True,
     )
     return 0 if result.wasSuccessful() else 1
