@@ -164,12 +164,20 @@ fn loopback_127_like_linux() {
     a.udp_send_to(ms(0), srv, Some(m.from), b"pong").unwrap();
     let m = a.udp_recv_from(cli, &mut buf).unwrap();
     assert_eq!((&buf[..m.len], m.from), (&b"pong"[..], lo(port)));
-    // A socket bound to our own address does not get datagrams for 127.0.0.1.
+    // A socket bound to our own address does not get datagrams for 127.0.0.1: an unconnected
+    // sender ignores the port unreachable (Linux without IP_RECVERR), a connected one gets
+    // ECONNREFUSED at its next call.
     let mine = a.udp().open().unwrap();
     a.udp().bind(mine, SocketAddrV4::new(IP_A, 0)).unwrap();
     let mport = a.udp().local_addr(mine).unwrap().port();
-    let r = a.udp_send_to(ms(0), cli, Some(lo(mport)), b"x");
-    assert_eq!(r, Err(UdpError::ConnectionRefused));
+    assert_eq!(a.udp_send_to(ms(0), cli, Some(lo(mport)), b"x"), Ok(1));
+    assert_eq!(a.udp().take_error(cli), Ok(None));
+    assert_eq!(a.udp().queued(mine), 0);
+    let conn = a.udp().open().unwrap();
+    a.udp_connect(conn, lo(mport)).unwrap();
+    assert_eq!(a.udp_send_to(ms(0), conn, None, b"x"), Ok(1));
+    assert_eq!(a.udp_recv_from(conn, &mut buf), Err(UdpError::ConnectionRefused));
+    assert_eq!(a.udp_recv_from(conn, &mut buf), Err(UdpError::WouldBlock));
     // Connected to a loopback peer: getsockname shows 127.0.0.1.
     a.udp_connect(cli, lo(port)).unwrap();
     assert_eq!(a.udp().local_addr(cli).unwrap(), lo(cport));

@@ -1162,6 +1162,14 @@ fn pump(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &m
     let mut moved = false;
     match k.backing {
         Backing::Udp(h) => {
+            // A pending error (an ICMP port unreachable for a connected socket) first: the
+            // receive below would consume it.
+            if let Ok(Some(e)) = engine.host().udp().take_error(h) {
+                if k.err == 0 {
+                    k.err = e.errno() as u32;
+                    moved = true;
+                }
+            }
             loop {
                 if k.carry.is_empty() {
                     if !reads {
@@ -1187,12 +1195,6 @@ fn pump(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &m
                 counters.rx_bytes += n as u64;
                 k.carry.clear();
                 moved = true;
-            }
-            if let Ok(Some(e)) = engine.host().udp().take_error(h) {
-                if k.err == 0 {
-                    k.err = e.errno() as u32;
-                    moved = true;
-                }
             }
         }
         Backing::Tcp(id) => {

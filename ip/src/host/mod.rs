@@ -353,7 +353,8 @@ impl Host {
     /// `sendto` on a UDP socket (`dst` `None`: the connected peer). Datagrams larger than
     /// the MTU are fragmented. A datagram to our own address or to 127.0.0.0/8 is delivered
     /// locally (from the bound address, else 127.0.0.1 to a loopback address and ours to
-    /// ours); a socket bound to a loopback address cannot send anywhere else (`EINVAL`, as
+    /// ours; to a port without a socket: `ECONNREFUSED` pending on a connected sender, as
+    /// Linux); a socket bound to a loopback address cannot send anywhere else (`EINVAL`, as
     /// Linux's routing refuses a loopback source off `lo`). Returns the bytes sent.
     pub fn udp_send_to(
         &mut self,
@@ -381,7 +382,13 @@ impl Host {
                     self.counters.udp_rcvbuf_errors += 1;
                     Ok(data.len())
                 }
-                Delivery::NoSocket => Err(UdpError::ConnectionRefused),
+                // Linux loops an ICMP port unreachable back: a connected sender gets
+                // `ECONNREFUSED` as its pending error (reported by its next call), an
+                // unconnected one ignores it; the send itself succeeded.
+                Delivery::NoSocket => {
+                    self.udp.icmp_error(src_port, dst, UdpError::ConnectionRefused);
+                    Ok(data.len())
+                }
             };
         }
         if bound.is_some_and(|ip| ip.is_loopback()) {

@@ -10,6 +10,8 @@
  *  handler  socket calls from inside a signal handler
  *  reuse    SO_REUSEPORT: two processes listen on one port, both get connections
  *  loop     127.0.0.1 and the host's own address reach a local listener
+ *  udploop  UDP to 127.0.0.1 and to the host's own address: source addresses, and a closed
+ *           port (ignored by an unconnected sender, ECONNREFUSED for a connected one)
  *  crash    a process killed holding connections: the peer sees FIN, or RST where data was
  *           left unread
  *  spawn    posix_spawn (vfork + exec): a socket passed as the child's stdout */
@@ -329,6 +331,67 @@ static void loop(const char *self) {
     close(l);
 }
 
+static const char *ip_name(struct sockaddr_in *a, const char *self) {
+    static char ip[32];
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    return strcmp(ip, self) == 0 ? "own address" : ip;
+}
+
+static const char *res(ssize_t r, int e) {
+    static char b[64];
+    snprintf(b, sizeof b, "%zd %s", r, r < 0 ? strerrorname_np(e) : "-");
+    return b;
+}
+
+static void udploop(const char *self) {
+    const char *to[2] = { "127.0.0.1", self };
+    for (int i = 0; i < 2; i++) {
+        const char *what = i ? "own address" : "127.0.0.1";
+        /* A server bound to the address, a wildcard client; both answer. */
+        int srv = socket(AF_INET, SOCK_DGRAM, 0), cli = socket(AF_INET, SOCK_DGRAM, 0);
+        CHECK(srv >= 0 && cli >= 0);
+        struct sockaddr_in a = addr(to[i], 0), from;
+        CHECK(bind(srv, (struct sockaddr *)&a, sizeof a) == 0);
+        socklen_t al = sizeof a;
+        CHECK(getsockname(srv, (struct sockaddr *)&a, &al) == 0);
+        CHECK(sendto(cli, "ping", 4, 0, (struct sockaddr *)&a, sizeof a) == 4);
+        char b[8] = { 0 };
+        socklen_t fl = sizeof from;
+        CHECK(recvfrom(srv, b, sizeof b, 0, (struct sockaddr *)&from, &fl) == 4);
+        printf("udploop: to %s: got %s from %s", what, b, ip_name(&from, self));
+        CHECK(sendto(srv, "pong", 4, 0, (struct sockaddr *)&from, fl) == 4);
+        memset(b, 0, sizeof b);
+        fl = sizeof from;
+        CHECK(recvfrom(cli, b, sizeof b, 0, (struct sockaddr *)&from, &fl) == 4);
+        printf(", answer %s from %s\n", b, ip_name(&from, self));
+        /* The port closes: an unconnected sender ignores the port unreachable. */
+        close(srv);
+        struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+        CHECK(setsockopt(cli, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+        errno = 0;
+        ssize_t r = sendto(cli, "x", 1, 0, (struct sockaddr *)&a, sizeof a);
+        printf("udploop: to %s, closed port: unconnected send %s", what, res(r, errno));
+        errno = 0;
+        r = recv(cli, b, sizeof b, 0);
+        printf(", recv %s\n", res(r, errno));
+        /* A connected sender gets ECONNREFUSED (POLLERR), once. */
+        CHECK(connect(cli, (struct sockaddr *)&a, sizeof a) == 0);
+        errno = 0;
+        r = send(cli, "x", 1, 0);
+        printf("udploop: to %s, closed port: connected send %s", what, res(r, errno));
+        struct pollfd pf = { .fd = cli, .events = POLLIN };
+        int n = poll(&pf, 1, 1000);
+        printf(", poll %d%s", n, pf.revents & POLLERR ? " POLLERR" : "");
+        errno = 0;
+        r = recv(cli, b, sizeof b, 0);
+        printf(", recv %s", res(r, errno));
+        errno = 0;
+        r = recv(cli, b, sizeof b, 0);
+        printf(", recv %s\n", res(r, errno));
+        close(cli);
+    }
+}
+
 static void crash(const char *self) {
     int port = 0;
     int l = listener(&port, 0);
@@ -409,6 +472,7 @@ int main(int argc, char **argv) {
     handler(argv[2], port);
     reuse(argv[1]);
     loop(argv[1]);
+    udploop(argv[1]);
     crash(argv[1]);
     spawn("/proc/self/exe", argv[2], port);
     printf("done\n");
