@@ -74,7 +74,7 @@ ns "$TAG-j"; ns "$TAG-p"
 ip link add "${TAG}j" netns "$TAG-j" type veth peer name "${TAG}p" netns "$TAG-p"
 ip -n "$TAG-j" link set "${TAG}j" up
 ip -n "$TAG-p" addr add 10.99.2.2/24 dev "${TAG}p"; ip -n "$TAG-p" link set "${TAG}p" up
-ip netns exec "$TAG-j" taskset -c "$JD" "$JOYRIDED" --backend "af-packet:${TAG}j" \
+ip netns exec "$TAG-j" taskset -c "$JD" "$JOYRIDED" ${JOYRIDED_ARGS:-} --backend "af-packet:${TAG}j" \
   --ip 10.99.2.1/24 --socket "$TMP/j.sock" >"$TMP/joyrided.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q "serving applications" "$TMP/joyrided.log" && break; sleep 0.1; done

@@ -62,7 +62,12 @@ fn init() -> Mode {
         .map(|p| p.into_encoded_bytes())
         .unwrap_or_else(|| DEFAULT_SOCKET.as_bytes().to_vec());
     let fallback = std::env::var("JOYRIDE_FALLBACK").is_ok_and(|v| v == "kernel");
-    let spin_us = std::env::var("JOYRIDE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    // Spinning before a sleep only pays with cores to spare: on a 2-CPU machine a spinning app
+    // takes the CPU the service needs to answer it (bench/README.md, app-throughput.sh).
+    let default_spin =
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 4 { 50 } else { 0 };
+    let spin_us =
+        std::env::var("JOYRIDE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(default_spin);
     match Conn::connect(path.clone(), Duration::from_micros(spin_us)) {
         Ok(c) => {
             sys::at_fork(fork_prepare, fork_parent, fork_child);
