@@ -172,6 +172,24 @@ struct Bell {
 static BELL_TABLE: [Bell; BELLS] =
     [const { Bell { busy: AtomicBool::new(false), fd: AtomicI32::new(-1) } }; BELLS];
 static SLEEPERS: AtomicU32 = AtomicU32::new(0);
+/// Threads waiting for a command's answer (`Conn::call_with`).
+static CALLERS: AtomicU32 = AtomicU32::new(0);
+
+/// One thread counted in [`CALLERS`] until dropped.
+struct Caller;
+
+impl Caller {
+    fn enter() -> Caller {
+        CALLERS.fetch_add(1, Ordering::SeqCst);
+        Caller
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        CALLERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A claimed bell slot; released (and drained) on drop.
 struct BellGuard {
@@ -349,6 +367,7 @@ impl Conn {
             }
         };
         let policy = WaitPolicy { spin: 2000 };
+        let _waiting = Caller::enter();
         loop {
             let mut found = None;
             let w = cl.wait(policy, Some(Duration::from_millis(500)), |me| loop {
@@ -449,6 +468,11 @@ impl Conn {
             }
             if rang && sys::drain(doorbell) {
                 poke_sleepers(bell_fd);
+                // A thread waiting for a command's answer sleeps on the doorbell alone (no
+                // bell): give it back the ring this thread may have taken from it.
+                if CALLERS.load(Ordering::SeqCst) > 0 {
+                    sys::ring(doorbell);
+                }
             }
             match r {
                 Ok(0) if deadline.expired() => Ok(Woke::TimedOut),
@@ -537,6 +561,7 @@ fn forget_bells() {
         b.busy.store(false, Ordering::Release);
     }
     SLEEPERS.store(0, Ordering::SeqCst);
+    CALLERS.store(0, Ordering::SeqCst);
 }
 
 fn errno_text(e: Errno) -> String {
