@@ -269,6 +269,7 @@ static void reuse(const char *self) {
                 close(c);
                 if (n == 1 && b[0] == 'q') break;
                 served++;
+                usleep(5000); /* a busy worker: the next connection is another's to take */
             }
             _exit(served > 0 ? 0 : 3);
         }
