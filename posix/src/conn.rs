@@ -3,7 +3,7 @@
 //! positions are read lock-free through a second mapping of the same region ([`View`]).
 //!
 //! ## Blocking: spin, then sleep on the doorbell
-//! [`Conn::block`] re-checks the caller's condition for `JOYRIDE_SPIN_US` (default 50 µs), then
+//! [`Conn::block`] re-checks the caller's condition for `JOYRIDE_SPIN_US` (default 50 µs with 4+ CPUs, else 0), then
 //! follows the ipc wake-up protocol (`PROTOCOL.md` §9): increment `app_waiting`, SeqCst fence,
 //! re-check (and compare `wake_seq`), then `ppoll` on the event doorbell together with the
 //! caller's kernel fds and a private **bell** (an eventfd per sleeping thread).

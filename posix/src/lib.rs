@@ -21,7 +21,7 @@
 //!   Sockets are reference counted like Linux files (a `close` during a blocked `recv` on
 //!   another thread leaves that `recv` running, exactly as Linux does).
 //! - **Blocking without burning a core** (`Conn::block`): spin `JOYRIDE_SPIN_US`
-//!   (default 50 µs), then sleep on the service's event doorbell; signals give `EINTR`, with
+//!   (default 50 µs with 4+ CPUs, else 0), then sleep on the service's event doorbell; signals give `EINTR`, with
 //!   `SA_RESTART` honoured where Linux restarts (`conn::restart`); `SO_RCVTIMEO`/
 //!   `SO_SNDTIMEO` bound the wait.
 //! - **Readiness** (`events.rs`): poll/select/epoll sets may mix Joyride and kernel fds; epoll

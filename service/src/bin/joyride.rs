@@ -41,7 +41,7 @@ ENVIRONMENT:
   JOYRIDE_SOCKET    the service's socket (default /run/joyride/joyride.sock)
   JOYRIDE_LIB       libjoyride.so to preload (default: next to this binary)
   JOYRIDE_FALLBACK  `kernel`: if the service is not running, run on the kernel's stack
-  JOYRIDE_SPIN_US   how long a blocking call spins before sleeping (default 50)";
+  JOYRIDE_SPIN_US   how long a blocking call spins before sleeping (default 50 µs with 4+ CPUs, else 0)";
 
 /// The `joyride` command.
 #[derive(Parser, Debug)]
