@@ -30,9 +30,9 @@
 //! - **The C edge** (`abi`, exported only from the cdylib build): validate pointers, convert
 //!   once, call safe code, map `Result` to `-1` + errno in one place; never panics into C.
 //!
-//! Status: this crate is tested end to end against an in-test service (`posix/tests/`) that
-//! backs each Joyride socket with a kernel socket. Wiring the real `joyrided` engine's service
-//! side to the same protocol is the next step.
+//! Tests: the C programs of `posix/tests/` against an in-test service that backs each Joyride
+//! socket with a kernel socket, and the real `joyrided` in `service/tests/` (fork, exec,
+//! readiness, CPython's `test_socket`, the application matrix; `posix/COMPAT.md`).
 //!
 //! ## unsafe
 //! `#![deny(unsafe_code)]` everywhere except `abi/` (the exported `extern "C"` functions) and
