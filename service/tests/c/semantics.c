@@ -14,7 +14,8 @@
  *           port (ignored by an unconnected sender, ECONNREFUSED for a connected one)
  *  crash    a process killed holding connections: the peer sees FIN, or RST where data was
  *           left unread
- *  spawn    posix_spawn (vfork + exec): a socket passed as the child's stdout */
+ *  spawn    posix_spawn (vfork + exec): a socket passed as the child's stdout
+ *  backlog  listen() with odd backlogs; how many connections a backlog of 2 completes */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -455,6 +456,42 @@ static void spawn(const char *self, const char *echo_ip, int echo_port) {
     close(s);
 }
 
+static void backlog(const char *self) {
+    int values[] = { 0, -1, 1, 100000 };
+    for (int i = 0; i < 4; i++) {
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = addr("0.0.0.0", 0);
+        CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0);
+        errno = 0;
+        int r = listen(l, values[i]);
+        printf("backlog: listen(%d) = %d %s\n", values[i], r, r < 0 ? strerrorname_np(errno) : "-");
+        close(l);
+    }
+    /* Linux's accept queue holds backlog + 1; further SYNs are dropped (the client retries). */
+    int port = 0;
+    int l = listener(&port, 0);
+    CHECK(listen(l, 2) == 0);
+    int c[6], done = 0;
+    for (int i = 0; i < 6; i++) {
+        c[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        struct sockaddr_in a = addr(self, port);
+        int r = connect(c[i], (struct sockaddr *)&a, sizeof a);
+        CHECK(r == 0 || errno == EINPROGRESS);
+        usleep(20000);
+    }
+    usleep(300000);
+    for (int i = 0; i < 6; i++) {
+        struct pollfd p = { .fd = c[i], .events = POLLOUT };
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (poll(&p, 1, 0) == 1 && getsockopt(c[i], SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+            done++;
+    }
+    printf("backlog: listen(2), 6 connects, no accept: %d established within 0.4 s\n", done);
+    for (int i = 0; i < 6; i++) close(c[i]);
+    close(l);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 3 && strcmp(argv[1], "--write-stdout") == 0) {
@@ -476,6 +513,7 @@ int main(int argc, char **argv) {
     udploop(argv[1]);
     crash(argv[1]);
     spawn("/proc/self/exe", argv[2], port);
+    backlog(argv[1]);
     printf("done\n");
     return 0;
 }
