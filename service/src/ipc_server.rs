@@ -1153,11 +1153,7 @@ fn get_opt(
 /// Moves data between socket `s`'s rings and the stack. Returns whether anything moved.
 fn pump(c: &mut Client, s: SocketIndex, engine: &mut Engine, now: Instant, x: &mut Common) -> bool {
     let Some(k) = c.socks.get_mut(&s.0) else { return false };
-    let mut reads = x.shares.reads(k.backing, (c.id, s.0));
-    if reads {
-        // What a previous reader left unread comes first.
-        reads = x.shares.unstash(k.backing, |b| c.region.rx_write(s, b));
-    }
+    let reads = x.shares.reads(k.backing, (c.id, s.0), |b| c.region.rx_write(s, b));
     let Common { counters, scratch, .. } = x;
     let mut moved = false;
     match k.backing {

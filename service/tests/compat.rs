@@ -28,21 +28,30 @@ fn linux_echo(net: &Net, port: u16) -> common::Proc {
     p
 }
 
+/// Runs `tests/c/NAME.c` on the kernel (inside the Linux namespace), then under `joyride run`,
+/// both against one Linux echo server on `port`, and requires identical output (ending in
+/// "done"). Returns the joyrided it used, still running.
+fn same_as_kernel(net: &Net, name: &str, port: u16) -> common::Proc {
+    let _echo = linux_echo(net, port);
+    let prog = compile(name);
+    let prog = prog.to_str().unwrap();
+    let port = port.to_string();
+    let mut k =
+        net.linux(&format!("{name} (kernel)"), &[prog, &net.linux_ip, &net.linux_ip, &port]);
+    let kernel = k.wait_ok(Duration::from_secs(60));
+    assert_eq!(kernel.last().map(String::as_str), Some("done"), "{kernel:?}");
+    let jd = net.joyrided();
+    let mut j = net.run(&format!("{name} (Joyride)"), &[prog, &net.joy_ip, &net.linux_ip, &port]);
+    let joyride = j.wait_ok(Duration::from_secs(60));
+    assert_eq!(joyride, kernel, "{name}: Joyride's output differs from the kernel's");
+    jd
+}
+
 #[test]
 fn fork_shares_sockets_like_the_kernel() {
     skip_unless!("python3", "cc");
     let net = Net::new();
-    let _echo = linux_echo(&net, 7707);
-    let prog = compile("fork");
-    let prog = prog.to_str().unwrap();
-    // On the kernel: the same program inside the Linux namespace, against the same echo server.
-    let mut k = net.linux("fork (kernel)", &[prog, &net.linux_ip, &net.linux_ip, "7707"]);
-    let kernel = k.wait_ok(Duration::from_secs(60));
-    assert_eq!(kernel.last().map(String::as_str), Some("done"), "{kernel:?}");
-    let _jd = net.joyrided();
-    let mut j = net.run("fork (Joyride)", &[prog, &net.joy_ip, &net.linux_ip, "7707"]);
-    let joyride = j.wait_ok(Duration::from_secs(60));
-    assert_eq!(joyride, kernel, "fork semantics differ from the kernel's");
+    let _jd = same_as_kernel(&net, "fork", 7707);
     // Every process (parent, workers, children, the daemon) is gone, and so are its sockets.
     let stat = stat_when(&net, |s| apps_field(s, "connected") == 0);
     assert_eq!(apps_field(&stat, "connected"), 0, "{stat}");
@@ -54,14 +63,5 @@ fn fork_shares_sockets_like_the_kernel() {
 fn readiness_and_process_semantics_like_the_kernel() {
     skip_unless!("python3", "cc");
     let net = Net::new();
-    let _echo = linux_echo(&net, 7708);
-    let prog = compile("semantics");
-    let prog = prog.to_str().unwrap();
-    let mut k = net.linux("semantics (kernel)", &[prog, &net.linux_ip, &net.linux_ip, "7708"]);
-    let kernel = k.wait_ok(Duration::from_secs(60));
-    assert_eq!(kernel.last().map(String::as_str), Some("done"), "{kernel:?}");
-    let _jd = net.joyrided();
-    let mut j = net.run("semantics (Joyride)", &[prog, &net.joy_ip, &net.linux_ip, "7708"]);
-    let joyride = j.wait_ok(Duration::from_secs(60));
-    assert_eq!(joyride, kernel, "semantics differ from the kernel's");
+    let _jd = same_as_kernel(&net, "semantics", 7708);
 }

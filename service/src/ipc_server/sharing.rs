@@ -69,27 +69,30 @@ impl Shares {
         }
     }
 
-    /// Whether received bytes go to `who`'s ring (the first to ask when no slot reads).
-    pub(super) fn reads(&mut self, b: Backing, who: Holder) -> bool {
-        self.0.get_mut(&b).is_none_or(|s| *s.reader.get_or_insert(who) == who)
+    /// Whether received bytes from the stack go to `who`'s ring now: `who` reads (the first to
+    /// ask when no slot does), and what a previous reader left unread has all been handed to
+    /// `write` (its ring) first.
+    pub(super) fn reads(
+        &mut self,
+        b: Backing,
+        who: Holder,
+        write: impl FnOnce(&[u8]) -> usize,
+    ) -> bool {
+        let Some(s) = self.0.get_mut(&b) else { return true };
+        if *s.reader.get_or_insert(who) != who {
+            return false;
+        }
+        if !s.pending.is_empty() {
+            let n = write(&s.pending);
+            s.pending.drain(..n);
+        }
+        s.pending.is_empty()
     }
 
     /// Keeps bytes a closing holder left unread, for the next reader.
     pub(super) fn stash(&mut self, b: Backing, unread: Vec<u8>) {
         if let Some(s) = self.0.get_mut(&b) {
             s.pending.extend_from_slice(&unread);
-        }
-    }
-
-    /// Hands stashed bytes to `write` (the reader's ring); true when none are left.
-    pub(super) fn unstash(&mut self, b: Backing, write: impl FnOnce(&[u8]) -> usize) -> bool {
-        match self.0.get_mut(&b) {
-            Some(s) if !s.pending.is_empty() => {
-                let n = write(&s.pending);
-                s.pending.drain(..n);
-                s.pending.is_empty()
-            }
-            _ => true,
         }
     }
 
